@@ -1,0 +1,233 @@
+"""SQLAlchemy tables. Personal data is stored only sealed (encrypted) or as pseudonyms.
+
+Only constructs PostgreSQL also supports are used; the schema is created by Alembic.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store in UTC; naive values are refused."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names for migrations."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Customer(Base):
+    """A real data subject; fields sealed, identity as a pseudonym."""
+
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    country: Mapped[str | None] = mapped_column(String(2), index=True)
+    region: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Recipient(Base):
+    """Who receives customer data: a vendor, an employee or a system."""
+
+    __tablename__ = "recipients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Canary(Base):
+    """A synthetic customer; its identity is sealed like a real one."""
+
+    __tablename__ = "canaries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    country: Mapped[str | None] = mapped_column(String(2))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Pseudonym(Base):
+    """Keyed pseudonym of one normalised identifier of a customer or a canary."""
+
+    __tablename__ = "pseudonyms"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    canary_id: Mapped[int | None] = mapped_column(
+        ForeignKey("canaries.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Share(Base):
+    """One delivery of customer data to one recipient at one time."""
+
+    __tablename__ = "shares"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fields: Mapped[list[Any]]
+    customer_filter: Mapped[str] = mapped_column(String(500), default="")
+    customer_count: Mapped[int]
+    canary_count: Mapped[int]
+    export_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class ShareCustomer(Base):
+    """The ledger of which real customers went out in which share."""
+
+    __tablename__ = "share_customers"
+    share_id: Mapped[int] = mapped_column(
+        ForeignKey("shares.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    __table_args__ = (Index("ix_share_customers_customer", "customer_id"),)
+
+
+class ShareCanary(Base):
+    """Which canaries were planted in which share."""
+
+    __tablename__ = "share_canaries"
+    share_id: Mapped[int] = mapped_column(
+        ForeignKey("shares.id", ondelete="CASCADE"), primary_key=True
+    )
+    canary_id: Mapped[int] = mapped_column(ForeignKey("canaries.id"), primary_key=True)
+    __table_args__ = (Index("ix_share_canaries_canary", "canary_id"),)
+
+
+class Trace(Base):
+    """The stored result of analysing one leak; ``result`` holds no personal data."""
+
+    __tablename__ = "traces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source_name: Mapped[str] = mapped_column(String(500))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    rows_read: Mapped[int] = mapped_column(BigInteger)
+    result: Mapped[dict[str, Any]]
+
+
+class TraceCustomer(Base):
+    """A real customer found in a traced leak, with the fields exposed there."""
+
+    __tablename__ = "trace_customers"
+    trace_id: Mapped[int] = mapped_column(
+        ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    fields: Mapped[str] = mapped_column(String(500))
+
+
+class TraceCanary(Base):
+    """A canary found in a traced leak, and by which identifiers."""
+
+    __tablename__ = "trace_canaries"
+    trace_id: Mapped[int] = mapped_column(
+        ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True
+    )
+    canary_id: Mapped[int] = mapped_column(ForeignKey("canaries.id"), primary_key=True)
+    matched_by: Mapped[list[Any]]
+
+
+class Incident(Base):
+    """The response case opened on a leak."""
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    trace_id: Mapped[int | None] = mapped_column(ForeignKey("traces.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    aware_at: Mapped[datetime]
+    occurred_at: Mapped[datetime | None]
+    contained_at: Mapped[datetime | None]
+
+
+class IncidentPerson(Base):
+    """An affected person of an incident and the fields of theirs exposed."""
+
+    __tablename__ = "incident_people"
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    fields: Mapped[str] = mapped_column(String(500))
+
+
+class Notice(Base):
+    """One message to one affected person on one channel: the outbox row."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(8))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(200))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,193 @@
+"""Normalisers for identifiers and the keyed pseudonyms canarino matches on.
+
+Customers are imported once, so import uses the strict libraries (email-validator,
+phonenumbers). A leaked dump can hold millions of rows in any format, so tracing uses
+:class:`PhoneCandidates`, a table-driven normaliser that turns one phone string into the
+few E.164 forms it could denote; a wrong candidate costs one hash and matches nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import phonenumbers
+from babel import Locale, UnknownLocaleError
+from babel.languages import get_official_languages
+from email_validator import EmailNotValidError, validate_email
+
+_NON_DIGITS = re.compile(r"\D+")
+_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class IdentifierError(ValueError):
+    """An identifier value that cannot be normalised; the message never quotes it."""
+
+
+def normalize_email(value: str) -> str:
+    """Return the canonical form of an email address (trimmed, lower-cased, IDNA domain).
+
+    >>> normalize_email("  Mario.Rossi@Example.IT ")
+    'mario.rossi@example.it'
+    """
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise IdentifierError(f"not a valid email address: {_reason(exc)}") from None
+    return checked.normalized.lower()
+
+
+def _reason(exc: Exception) -> str:
+    # email-validator's messages can quote the address; keep only the generic part.
+    text = str(exc).split(":")[0]
+    return re.sub(r"\S+@\S+", "the address", text).rstrip(".")
+
+
+def fast_email(value: str) -> str | None:
+    """Cheap email normaliser for dumps: trim, lower-case, plausible shape or ``None``."""
+    value = value.strip().strip("<>\"'").lower()
+    if value.startswith("mailto:"):
+        value = value[7:]
+    return value if _EMAIL_SHAPE.match(value) else None
+
+
+def normalize_phone(value: str, region: str | None) -> str:
+    """Return a phone number in E.164, parsing national forms in ``region``.
+
+    >>> normalize_phone("347 123 4567", "IT")
+    '+393471234567'
+    """
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise IdentifierError("not a phone number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise IdentifierError("not a possible phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True)
+class _Region:
+    code: int
+    trunk_prefix: str
+
+
+class PhoneCandidates:
+    """Turn a phone string from a dump into the E.164 strings it may denote.
+
+    ``regions`` are the countries whose national formats to try (those of the customers).
+    """
+
+    def __init__(self, regions: Iterable[str]) -> None:
+        self._regions: list[_Region] = []
+        for region in sorted({r.upper() for r in regions if r}):
+            meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            if meta is None or meta.country_code is None:
+                continue
+            self._regions.append(_Region(meta.country_code, meta.national_prefix or ""))
+        self._codes = {str(r.code) for r in self._regions}
+
+    def __call__(self, value: str) -> list[str]:
+        """Return candidate E.164 forms of ``value`` (empty when it has too few digits)."""
+        text = value.strip()
+        digits = _NON_DIGITS.sub("", text)
+        if len(digits) < 6 or len(digits) > 17:
+            return []
+        if text.startswith("+"):
+            return ["+" + digits]
+        if digits.startswith("00"):
+            return ["+" + digits[2:]]
+        out: list[str] = []
+        for region in self._regions:
+            national = digits
+            if region.trunk_prefix and national.startswith(region.trunk_prefix):
+                national = national[len(region.trunk_prefix) :]
+            out.append(f"+{region.code}{national}")
+        # A country code written without "+" or "00" ("39 347 …").
+        if len(digits) >= 10 and any(digits.startswith(c) for c in self._codes):
+            out.append("+" + digits)
+        return out
+
+
+class Pseudonymizer:
+    """Keyed pseudonyms: HMAC-SHA256 of a normalised identifier under the workspace key.
+
+    The kind is part of the message, so an email and a phone with the same text never
+    collide, and without the key a pseudonym cannot be tested against a guess.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("pseudonym key must be at least 32 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Pseudonymizer(<key hidden>)"
+
+    def digest(self, kind: str, value: str) -> bytes:
+        """Return the 32-byte pseudonym of a normalised ``value`` of ``kind``."""
+        return hmac.digest(self._key, f"{kind}\x1f{value}".encode(), hashlib.sha256)
+
+    def digests(self, kind: str, values: Sequence[str]) -> list[bytes]:
+        """Return the pseudonyms of many values of one kind."""
+        key, prefix = self._key, f"{kind}\x1f"
+        return [hmac.digest(key, (prefix + v).encode(), hashlib.sha256) for v in values]
+
+
+@cache
+def _country_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for lang in ("en", "it", "fr", "de", "es"):
+        for code, name in Locale(lang).territories.items():
+            if len(code) == 2 and code.isalpha():
+                names.setdefault(_fold(name), code)
+    for code in list(names.values()):
+        names.setdefault(code.lower(), code)
+    names.update({"uk": "GB", "usa": "US", "u s a": "US", "u s": "US", "ita": "IT"})
+    return names
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    return re.sub(r"[^a-z0-9]+", " ", text).strip()
+
+
+def normalize_country(value: str) -> str | None:
+    """Return the ISO 3166 alpha-2 code for a country code or name in five languages.
+
+    >>> normalize_country("Italia"), normalize_country("de"), normalize_country("Atlantis")
+    ('IT', 'DE', None)
+    """
+    return _country_names().get(_fold(value)) if value.strip() else None
+
+
+def default_language(country: str | None) -> str:
+    """The language to write to someone from ``country`` when they stated none."""
+    if country:
+        official = get_official_languages(country, de_facto=True)
+        if official:
+            return official[0]
+    return "en"
+
+
+def normalize_language(value: str) -> str | None:
+    """Return a two-letter language code from ``it``, ``it_IT``, ``Italiano``, ``English``…."""
+    text = value.strip().replace("-", "_")
+    if not text:
+        return None
+    try:
+        return Locale.parse(text).language
+    except (ValueError, UnknownLocaleError):
+        pass
+    folded = _fold(text)
+    for lang in ("en", "it", "fr", "de", "es"):
+        for code, name in Locale(lang).languages.items():
+            if len(code) == 2 and _fold(name) == folded:
+                return code
+    return None

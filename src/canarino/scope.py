@@ -1,0 +1,227 @@
+"""Scope: which customers and canaries a dump's rows are, and what of theirs it exposes.
+
+Pure: the caller supplies the pseudonym index and record batches; nothing here touches
+storage. Matching hashes normalised identifiers with the workspace key and looks the
+pseudonyms up in sorted arrays, so a dump is never copied in plaintext anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .fields import BY_NAME, FIELD_NAMES, field_for_header
+from .normalize import PhoneCandidates, Pseudonymizer, fast_email
+
+_EMAIL = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}\s*$")
+_PHONE = re.compile(r"^\s*(?:\+|00)?[\d\s().\-/]{7,20}\s*$")
+FIELD_BIT = {name: 1 << i for i, name in enumerate(FIELD_NAMES)}
+
+
+def fields_of(mask: int) -> list[str]:
+    """Field names whose bits are set in ``mask``, in canonical order."""
+    return [name for name in FIELD_NAMES if mask & FIELD_BIT[name]]
+
+
+class PseudonymIndex:
+    """Sorted pseudonyms of every customer (owner > 0) and canary (owner < 0)."""
+
+    def __init__(self, digests: Sequence[bytes], owners: Sequence[int]) -> None:
+        raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
+        keys = raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._full = raw[order]
+        self._owners = np.asarray(owners, dtype=np.int64)[order]
+
+    def __len__(self) -> int:
+        return int(self._keys.size)
+
+    def lookup(self, digests: Sequence[bytes]) -> npt.NDArray[np.int64]:
+        """Owner of each digest, 0 where unknown (first owner when several share one)."""
+        if not digests or not len(self):
+            return np.zeros(len(digests), dtype=np.int64)
+        raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
+        keys = raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        pos = np.searchsorted(self._keys, keys)
+        pos_c = np.minimum(pos, self._keys.size - 1)
+        hit = (self._keys[pos_c] == keys) & np.all(self._full[pos_c] == raw, axis=1)
+        return np.where(hit, self._owners[pos_c], 0)
+
+
+def classify_columns(
+    headers: Sequence[str] | None, sample: pa.RecordBatch, *, min_share: float = 0.5
+) -> dict[int, str]:
+    """Map column positions to fields by header, then by content for email and phone.
+
+    Content wins for email and phone: a column named "telefono" full of addresses is an
+    email column. Each field is given to one column at most, the first that claims it.
+    """
+    out: dict[int, str] = {}
+    for i in range(sample.num_columns):
+        values = [v for v in sample.column(i).to_pylist()[:500] if v and v.strip()]
+        by_content = None
+        if values:
+            if sum(bool(_EMAIL.match(v)) for v in values) >= min_share * len(values):
+                by_content = "email"
+            elif sum(bool(_PHONE.match(v)) and _digits(v) >= 7 for v in values) >= min_share * len(
+                values
+            ):
+                by_content = "phone"
+        by_header = field_for_header(headers[i]) if headers and i < len(headers) else None
+        if by_header in ("email", "phone") and by_content != by_header:
+            by_header = None
+        name = by_content or by_header
+        if name and name not in out.values():
+            out[i] = name
+    return out
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+@dataclass
+class BatchMatch:
+    """Rows of one batch that matched, with the owner and the fields present."""
+
+    owners: npt.NDArray[np.int64]
+    masks: npt.NDArray[np.int64]
+    kinds: npt.NDArray[np.int64]
+
+
+class Matcher:
+    """Matches record batches against a :class:`PseudonymIndex`."""
+
+    def __init__(
+        self,
+        index: PseudonymIndex,
+        pseudonyms: Pseudonymizer,
+        phones: PhoneCandidates,
+        columns: dict[int, str],
+    ) -> None:
+        self.index = index
+        self.pseudonyms = pseudonyms
+        self.phones = phones
+        self.columns = columns
+        self.email_cols = [i for i, f in columns.items() if f == "email"]
+        self.phone_cols = [i for i, f in columns.items() if f == "phone"]
+
+    def field_masks(self, batch: pa.RecordBatch) -> npt.NDArray[np.int64]:
+        """Bit mask of the known fields each row has a value for."""
+        masks = np.zeros(batch.num_rows, dtype=np.int64)
+        for i, name in self.columns.items():
+            present = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(batch.column(i))), 0)
+            masks |= np.where(present.to_numpy(zero_copy_only=False), FIELD_BIT[name], 0)
+        return masks
+
+    def match(self, batch: pa.RecordBatch) -> BatchMatch:
+        """Find the rows of ``batch`` that are customers or canaries."""
+        rows: list[npt.NDArray[np.int64]] = []
+        owners: list[npt.NDArray[np.int64]] = []
+        kinds: list[npt.NDArray[np.int64]] = []
+        for col in self.email_cols:
+            values = batch.column(col).to_pylist()
+            positions, normal = [], []
+            for pos, value in enumerate(values):
+                email = fast_email(value) if value else None
+                if email:
+                    positions.append(pos)
+                    normal.append(email)
+            found = self.index.lookup(self.pseudonyms.digests("email", normal))
+            hit = found != 0
+            rows.append(np.asarray(positions, dtype=np.int64)[hit])
+            owners.append(found[hit])
+            kinds.append(np.full(int(hit.sum()), FIELD_BIT["email"], dtype=np.int64))
+        for col in self.phone_cols:
+            values = batch.column(col).to_pylist()
+            positions, normal = [], []
+            for pos, value in enumerate(values):
+                if value:
+                    for candidate in self.phones(value):
+                        positions.append(pos)
+                        normal.append(candidate)
+            found = self.index.lookup(self.pseudonyms.digests("phone", normal))
+            hit = found != 0
+            rows.append(np.asarray(positions, dtype=np.int64)[hit])
+            owners.append(found[hit])
+            kinds.append(np.full(int(hit.sum()), FIELD_BIT["phone"], dtype=np.int64))
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return BatchMatch(empty, empty, empty)
+        row_idx = np.concatenate(rows)
+        masks = self.field_masks(batch)[row_idx] if row_idx.size else row_idx
+        return BatchMatch(np.concatenate(owners), masks, np.concatenate(kinds))
+
+
+def merge(matches: Iterable[BatchMatch]) -> tuple[dict[int, int], dict[int, int]]:
+    """Per owner: the OR of exposed-field masks, and the OR of identifier kinds matched."""
+    parts = [m for m in matches if m.owners.size]
+    if not parts:
+        return {}, {}
+    owners = np.concatenate([m.owners for m in parts])
+    masks = np.concatenate([m.masks for m in parts])
+    kinds = np.concatenate([m.kinds for m in parts])
+    order = np.argsort(owners, kind="stable")
+    owners, masks, kinds = owners[order], masks[order], kinds[order]
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    uniq = owners[starts]
+    mask_or = np.bitwise_or.reduceat(masks, starts)
+    kind_or = np.bitwise_or.reduceat(kinds, starts)
+    exposed = dict(zip(uniq.tolist(), mask_or.tolist(), strict=True))
+    matched_by = dict(zip(uniq.tolist(), kind_or.tolist(), strict=True))
+    return exposed, matched_by
+
+
+@dataclass
+class Scope:
+    """Who a leak exposes and with what: distinct real people, per field and place."""
+
+    people: int = 0
+    by_field: dict[str, int] = field(default_factory=dict)
+    by_category: dict[str, int] = field(default_factory=dict)
+    by_country: dict[str, int] = field(default_factory=dict)
+    by_region: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "people": self.people,
+            "by_field": self.by_field,
+            "by_category": self.by_category,
+            "by_country": self.by_country,
+            "by_region": self.by_region,
+        }
+
+
+def build_scope(groups: Iterable[tuple[str | None, str | None, str, int]]) -> Scope:
+    """Sum ``(country, region, "f1,f2", people)`` groups into a :class:`Scope`."""
+    fields_c: Counter[str] = Counter()
+    cats: Counter[str] = Counter()
+    countries: Counter[str] = Counter()
+    regions: Counter[str] = Counter()
+    people = 0
+    for country, region, fields_text, count in groups:
+        people += count
+        names = [f for f in fields_text.split(",") if f]
+        for name in names:
+            fields_c[name] += count
+        for cat in {BY_NAME[n].category for n in names}:
+            cats[cat] += count
+        countries[country or "??"] += count
+        regions[f"{country or '??'}/{region or '?'}"] += count
+    order = {n: i for i, n in enumerate(FIELD_NAMES)}
+    return Scope(
+        people,
+        dict(sorted(fields_c.items(), key=lambda kv: order[kv[0]])),
+        dict(cats.most_common()),
+        dict(countries.most_common()),
+        dict(regions.most_common()),
+    )

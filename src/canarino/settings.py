@@ -1,0 +1,138 @@
+"""Settings: one typed object, from ``CANARINO_*`` variables and the workspace file.
+
+Precedence: explicit arguments, then environment variables, then ``canarino.toml`` in the
+workspace, then defaults. Created at the door (CLI, web) and passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import WorkspaceError
+
+CONFIG_FILE = "canarino.toml"
+SECRET_FILE = "secret.key"
+DATABASE_FILE = "canarino.db"
+
+
+class Settings(BaseSettings):
+    """Everything canarino can be configured with; each field documents itself."""
+
+    model_config = SettingsConfigDict(env_prefix="CANARINO_", extra="forbid")
+
+    workspace: Path = Field(Path("."), description="Folder holding the config, key and database.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the database; default: SQLite file in the workspace. "
+        "Set a postgresql+psycopg:// URL for production.",
+    )
+    secret_file: Path | None = Field(
+        None,
+        description="File with the workspace secret (keyed pseudonyms, encryption at rest); "
+        "default: secret.key in the workspace. Keep it outside database backups.",
+    )
+    company_name: str = Field("Example S.p.A.", description="Who writes to affected people.")
+    company_email: str = Field(
+        "privacy@example.com", description="Sender address of notices and contact for questions."
+    )
+    dpo_contact: str = Field(
+        "dpo@example.com", description="Contact of the data protection officer, named in notices."
+    )
+    mail_domains: list[str] = Field(
+        default_factory=list, description="Monitored mail domains canary addresses live on."
+    )
+    phone_ranges: list[str] = Field(
+        default_factory=list,
+        description="Monitored phone number prefixes in E.164 (e.g. +3934755) canaries use.",
+    )
+    timezone: str = Field("Europe/Rome", description="Time zone deadlines are shown in.")
+    canary_min: int = Field(10, ge=1, description="Fewest canaries added to any share.")
+    canary_max_fraction: float = Field(
+        0.02, gt=0, le=0.2, description="Most canaries in a share, as a fraction of its rows."
+    )
+    canary_smallest_leak: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Smallest leaked fraction of a share that should still contain a canary.",
+    )
+    canary_miss: float = Field(
+        0.01, gt=0, lt=1, description="Accepted chance that such a smallest leak has no canary."
+    )
+    batch_rows: int = Field(65_536, ge=1_000, description="Rows per batch when streaming dumps.")
+    max_line_bytes: int = Field(
+        1 << 20, ge=1024, description="Longest line accepted in a CSV file, in bytes."
+    )
+    max_columns: int = Field(1_000, ge=1, description="Most columns accepted in a CSV file.")
+
+    @field_validator("mail_domains")
+    @classmethod
+    def _domains_lower(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip("@") for d in value if d.strip()]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Let environment variables override values read from the workspace file."""
+        return env_settings, init_settings
+
+    @property
+    def secret_path(self) -> Path:
+        """Where the workspace secret lives."""
+        return self.secret_file or self.workspace / SECRET_FILE
+
+    @property
+    def url(self) -> str:
+        """The database URL in force."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.workspace / DATABASE_FILE).resolve()}"
+
+
+def read_config(workspace: Path) -> dict[str, Any]:
+    """Read the workspace file ``canarino.toml``; a broken file is a clear error."""
+    path = workspace / CONFIG_FILE
+    try:
+        with path.open("rb") as fp:
+            data = tomllib.load(fp)
+    except FileNotFoundError:
+        raise WorkspaceError(
+            f"no canarino workspace at {workspace}",
+            hint="run 'canarino init' there, or pass --workspace / set CANARINO_WORKSPACE",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkspaceError(f"{path}: not valid TOML: {exc}") from None
+    section = data.get("canarino", {})
+    if not isinstance(section, dict):
+        raise WorkspaceError(f"{path}: [canarino] must be a table")
+    return section
+
+
+def load_settings(workspace: Path, **overrides: Any) -> Settings:
+    """Build the settings of the workspace at ``workspace``."""
+    values = read_config(workspace)
+    values.update(overrides)
+    values["workspace"] = workspace
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise WorkspaceError(f"{workspace / CONFIG_FILE}: invalid setting: {exc}") from None
+
+
+def find_workspace(start: Path) -> Path | None:
+    """Return the nearest folder at or above ``start`` that holds a workspace file."""
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None

@@ -1,0 +1,218 @@
+"""Delimited text: CSV, TSV, semicolon and pipe files, with or without a header row."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from functools import cached_property
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..errors import InvalidInput
+from ..fields import field_for_header
+from .base import SOURCES, Batch, Source, Table
+
+_DELIMITERS = (",", ";", "\t", "|")
+_IDENTIFIER_LIKE = re.compile(r"@|\d{6,}|(?:\d[\s.-]?){8,}")
+
+
+def detect_encoding(head: bytes) -> str:
+    """Guess the text encoding from a file's first bytes."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    # Cut at most three trailing bytes: the head may end inside a multi-byte character.
+    for cut in range(4):
+        try:
+            head[: len(head) - cut].decode("utf-8")
+            return "utf-8"
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:
+                break
+    return "cp1252" if _cp1252_ok(head) else "latin-1"
+
+
+def _cp1252_ok(head: bytes) -> bool:
+    try:
+        head.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def looks_binary(head: bytes) -> bool:
+    """Whether a head of bytes (not UTF-16) is binary rather than text."""
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head[:8192] if b < 32 and b not in (9, 10, 13))
+    return controls > len(head[:8192]) * 0.01
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def choose_delimiter(lines: list[str]) -> str:
+    """Pick the delimiter that splits the sample lines most consistently."""
+    best, best_score = ",", 0.0
+    for delim in _DELIMITERS:
+        counts = [len(_split(line, delim)) for line in lines if line.strip()]
+        if not counts or max(counts) < 2:
+            continue
+        common = max(set(counts), key=counts.count)
+        score = counts.count(common) / len(counts) * min(common, 50)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def is_header(cells: list[str]) -> bool:
+    """Whether a first row names columns rather than holding data."""
+    if any(_IDENTIFIER_LIKE.search(c) for c in cells):
+        return False
+    if any(field_for_header(c) for c in cells):
+        return True
+    return all(c.strip() and not any(ch.isdigit() for ch in c) for c in cells)
+
+
+@SOURCES.register("csv")
+class CsvSource(Source):
+    """Delimited text in UTF-8, UTF-16, cp1252 or Latin-1; dialect and header detected."""
+
+    NAME = "csv"
+    SUFFIXES = (".csv", ".tsv", ".txt")
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        """Text that is not binary (UTF-16 with a BOM counts as text)."""
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return True
+        return not looks_binary(head)
+
+    @cached_property
+    def _layout(self) -> Table:
+        limit = self.limits.max_line_bytes
+        with self.path.open("rb") as fp:
+            head = fp.read(limit + 1)
+        encoding = detect_encoding(head)
+        text = head.decode(encoding, errors="replace")
+        if encoding == "utf-8-sig":
+            text = text.removeprefix("\ufeff")
+        lines = text.splitlines()
+        if len(head) > limit and len(lines) <= 1:
+            raise InvalidInput(
+                f"{self.path}: line 1 is longer than {limit:,} bytes",
+                hint="this is not a table canarino can read; raise max_line_bytes if it is",
+            )
+        lines = [line for line in lines[:50] if line.strip()]
+        if not lines:
+            raise InvalidInput(f"{self.path}: the file holds no text rows")
+        delimiter = choose_delimiter(lines)
+        first = _split(lines[0], delimiter)
+        if len(first) > self.limits.max_columns:
+            raise InvalidInput(
+                f"{self.path}: line 1 has {len(first):,} columns, more than the limit of "
+                f"{self.limits.max_columns:,}",
+                hint="check the delimiter, or raise max_columns",
+            )
+        headers = [h.strip() for h in first] if is_header(first) else None
+        return Table(headers, len(first), encoding, delimiter)
+
+    def layout(self) -> Table:
+        """Encoding, delimiter, header row and column count of the file."""
+        return self._layout
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """Yield ``(line number, cells)`` with bounded line length."""
+        layout = self._layout
+        limit = self.limits.max_line_bytes
+        with self.path.open("r", encoding=layout.encoding, errors="strict", newline="") as fp:
+            reader = csv.reader(
+                _bounded_lines(fp, limit, str(self.path)), delimiter=layout.delimiter
+            )
+            try:
+                if layout.headers is not None:
+                    next(reader, None)
+                for cells in reader:
+                    if len(cells) > self.limits.max_columns:
+                        raise InvalidInput(
+                            f"{self.path}: line {reader.line_num} has {len(cells):,} columns, "
+                            f"more than the limit of {self.limits.max_columns:,}"
+                        )
+                    yield reader.line_num, cells
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"{self.path}: text is not valid {layout.encoding} near line "
+                    f"{reader.line_num + 1}",
+                    hint="save the file as UTF-8",
+                ) from None
+            except csv.Error as exc:
+                raise InvalidInput(f"{self.path}: line {reader.line_num}: {exc}") from None
+
+    def batches(self) -> Iterator[Batch]:
+        """Stream the file as Arrow batches of string columns ``c0``, ``c1``…."""
+        layout = self._layout
+        names = [f"c{i}" for i in range(layout.columns)]
+        skipped = 0
+
+        def on_invalid(_row: object) -> str:
+            nonlocal skipped
+            skipped += 1
+            return "skip"
+
+        read = pacsv.ReadOptions(
+            column_names=names,
+            skip_rows=1 if layout.headers is not None else 0,
+            block_size=max(self.limits.max_line_bytes, 1 << 16),
+            encoding="utf8" if layout.encoding == "utf-8" else layout.encoding,
+            use_threads=False,
+        )
+        parse = pacsv.ParseOptions(
+            delimiter=layout.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        )
+        convert = pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        row = 1 if layout.headers is None else 2
+        with self.path.open("rb") as raw:
+            try:
+                reader = pacsv.open_csv(
+                    raw, read_options=read, parse_options=parse, convert_options=convert
+                )
+                for record_batch in reader:
+                    yield Batch(record_batch, raw.tell(), row)
+                    row += record_batch.num_rows
+            except pa.ArrowInvalid as exc:
+                raise InvalidInput(f"{self.path}: {_arrow_reason(exc, self.limits)}") from None
+        self.skipped_rows = skipped
+
+    skipped_rows: int = 0
+
+
+def _arrow_reason(exc: Exception, limits: object) -> str:
+    text = str(exc)
+    if "straddling" in text or "block" in text:
+        limit = getattr(limits, "max_line_bytes", 0)
+        return f"a row is longer than {limit:,} bytes"
+    if "UTF8" in text or "UTF-8" in text:
+        return "text is not valid UTF-8 (save the file as UTF-8)"
+    return "cannot be parsed as delimited text"
+
+
+def _bounded_lines(fp: io.TextIOBase, limit: int, name: str) -> Iterator[str]:
+    number = 0
+    while True:
+        line = fp.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith("\n"):
+            raise InvalidInput(f"{name}: line {number} is longer than {limit:,} characters")
+        yield line

@@ -1,0 +1,258 @@
+"""Trace a leak: read a dump, match it, name suspects, measure scope, store the result."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, aliased
+
+from . import models as m
+from . import store
+from .attribution import ShareFacts, Suspect, attribute
+from .errors import InvalidInput
+from .normalize import PhoneCandidates
+from .scope import (
+    FIELD_BIT,
+    BatchMatch,
+    Matcher,
+    PseudonymIndex,
+    Scope,
+    build_scope,
+    classify_columns,
+    fields_of,
+    merge,
+)
+from .sources import Limits, open_source
+from .workspace import Workspace
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TraceReport:
+    """The outcome of one trace, free of personal data."""
+
+    trace_id: int
+    created_at: datetime
+    source: str
+    sha256: str
+    size_bytes: int
+    rows_read: int
+    rows_skipped: int
+    columns: dict[str, str]
+    customers_matched: int
+    canaries_matched: int
+    suspects: list[Suspect] = field(default_factory=list)
+    scope: Scope = field(default_factory=Scope)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "trace_id": self.trace_id,
+            "created_at": self.created_at.isoformat(timespec="seconds"),
+            "source": self.source,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "rows_read": self.rows_read,
+            "rows_skipped": self.rows_skipped,
+            "columns": self.columns,
+            "customers_matched": self.customers_matched,
+            "canaries_matched": self.canaries_matched,
+            "suspects": [s.as_dict() for s in self.suspects],
+            "scope": self.scope.as_dict(),
+        }
+
+
+def load_index(s: Session) -> PseudonymIndex:
+    """Every pseudonym in the workspace, ready for lookups."""
+    digests: list[bytes] = []
+    owners: list[int] = []
+    query = select(m.Pseudonym.digest, m.Pseudonym.customer_id, m.Pseudonym.canary_id)
+    for digest, customer_id, canary_id in s.execute(query).yield_per(100_000):
+        digests.append(digest)
+        owners.append(customer_id if customer_id is not None else -canary_id)
+    return PseudonymIndex(digests, owners)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) -> TraceReport:
+    """Trace the leaked file at ``path`` and store the result; nothing is stored on error."""
+    limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns, ws.settings.batch_rows)
+    source = open_source(path, limits)
+    layout = source.layout()
+    with ws.db.session() as s:
+        index = load_index(s)
+        phones = PhoneCandidates(store.customer_countries(s) or ["IT"])
+        matcher: Matcher | None = None
+        matches: list[BatchMatch] = []
+        rows = 0
+        for batch in source.batches():
+            if matcher is None:
+                columns = classify_columns(layout.headers, batch.data)
+                matcher = Matcher(index, ws.vault.pseudonyms, phones, columns)
+            matches.append(matcher.match(batch.data))
+            rows += batch.data.num_rows
+            if progress:
+                progress(batch.bytes_read, source.size)
+        if rows == 0:
+            raise InvalidInput(f"{path}: no data rows to trace")
+        assert matcher is not None
+        if not matcher.email_cols and not matcher.phone_cols:
+            raise InvalidInput(
+                f"{path}: found no email or phone column in {layout.columns} columns",
+                hint="canarino matches leaks on email addresses and phone numbers",
+            )
+        exposed, matched_by = merge(matches)
+        trace = m.Trace(
+            source_name=path.name,
+            source_sha256=_sha256(path),
+            size_bytes=source.size,
+            rows_read=rows,
+            result={},
+        )
+        s.add(trace)
+        s.flush()
+        customers = {o: mask for o, mask in exposed.items() if o > 0}
+        canaries = {-o: matched_by[o] for o in exposed if o < 0}
+        _insert_matches(s, trace.id, customers, canaries)
+        suspects = _suspects(s, trace.id, canaries, len(customers))
+        scope = build_scope(_scope_groups(s, trace.id))
+        names = {
+            (
+                layout.headers[i]
+                if layout.headers and i < len(layout.headers)
+                else f"column {i + 1}"
+            ): f
+            for i, f in matcher.columns.items()
+        }
+        report = TraceReport(
+            trace.id,
+            trace.created_at,
+            path.name,
+            trace.source_sha256,
+            source.size,
+            rows,
+            getattr(source, "skipped_rows", 0),
+            names,
+            len(customers),
+            len(canaries),
+            suspects,
+            scope,
+        )
+        trace.result = report.as_dict()
+        return report
+
+
+def _insert_matches(
+    s: Session, trace_id: int, customers: dict[int, int], canaries: dict[int, int]
+) -> None:
+    items = list(customers.items())
+    for start in range(0, len(items), 20_000):
+        s.execute(
+            insert(m.TraceCustomer),
+            [
+                {"trace_id": trace_id, "customer_id": cid, "fields": ",".join(fields_of(mask))}
+                for cid, mask in items[start : start + 20_000]
+            ],
+        )
+    if canaries:
+        s.execute(
+            insert(m.TraceCanary),
+            [
+                {
+                    "trace_id": trace_id,
+                    "canary_id": cid,
+                    "matched_by": [k for k in ("email", "phone") if kinds & FIELD_BIT[k]],
+                }
+                for cid, kinds in canaries.items()
+            ],
+        )
+
+
+def _suspects(
+    s: Session, trace_id: int, canaries: dict[int, int], customers_matched: int
+) -> list[Suspect]:
+    canary_shares: dict[int, list[int]] = {cid: [] for cid in canaries}
+    rows = s.execute(
+        select(m.ShareCanary.canary_id, m.ShareCanary.share_id)
+        .join(m.TraceCanary, m.TraceCanary.canary_id == m.ShareCanary.canary_id)
+        .where(m.TraceCanary.trace_id == trace_id)
+    )
+    for cid, sid in rows:
+        canary_shares[cid].append(sid)
+    per_share = dict(
+        s.execute(
+            select(m.ShareCustomer.share_id, func.count())
+            .join(m.TraceCustomer, m.TraceCustomer.customer_id == m.ShareCustomer.customer_id)
+            .where(m.TraceCustomer.trace_id == trace_id)
+            .group_by(m.ShareCustomer.share_id)
+        ).all()
+    )
+    share_ids = set(per_share) | {sid for sids in canary_shares.values() for sid in sids}
+    parent = aliased(m.Recipient)
+    facts: dict[int, ShareFacts] = {}
+    if share_ids:
+        query = (
+            select(m.Share, m.Recipient, parent.name)
+            .join(m.Recipient, m.Share.recipient_id == m.Recipient.id)
+            .outerjoin(parent, m.Recipient.parent_id == parent.id)
+            .where(m.Share.id.in_(share_ids))
+        )
+        for share, who, parent_name in s.execute(query):
+            facts[share.id] = ShareFacts(
+                share.id,
+                who.id,
+                who.name,
+                who.kind,
+                parent_name,
+                share.created_at,
+                share.customer_count,
+                share.canary_count,
+            )
+    return attribute(facts, canary_shares, per_share, customers_matched)
+
+
+def _scope_groups(s: Session, trace_id: int) -> list[tuple[str | None, str | None, str, int]]:
+    query = (
+        select(m.Customer.country, m.Customer.region, m.TraceCustomer.fields, func.count())
+        .join(m.TraceCustomer, m.TraceCustomer.customer_id == m.Customer.id)
+        .where(m.TraceCustomer.trace_id == trace_id)
+        .group_by(m.Customer.country, m.Customer.region, m.TraceCustomer.fields)
+    )
+    return [(c, r, f, n) for c, r, f, n in s.execute(query)]
+
+
+def get_trace_report(ws: Workspace, trace_id: int) -> dict[str, Any]:
+    """The stored result of trace ``trace_id``."""
+    with ws.db.session() as s:
+        return dict(store.get_trace(s, trace_id).result)
+
+
+def list_traces(ws: Workspace) -> list[dict[str, Any]]:
+    """Every stored trace, newest first, as short summaries."""
+    with ws.db.session() as s:
+        rows = s.scalars(select(m.Trace).order_by(m.Trace.id.desc())).all()
+        return [
+            {
+                "trace_id": t.id,
+                "created_at": t.created_at.isoformat(timespec="seconds"),
+                "source": t.source_name,
+                "rows_read": t.rows_read,
+                "customers_matched": t.result.get("customers_matched", 0),
+                "top_suspect": (t.result.get("suspects") or [{}])[0].get("recipient"),
+            }
+            for t in rows
+        ]
