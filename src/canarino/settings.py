@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         0.02, gt=0, le=0.2, description="Most canaries in a share, as a fraction of its rows."
     )
     canary_smallest_leak: float = Field(
-        0.05,
+        0.02,
         gt=0,
         le=1,
         description="Smallest leaked fraction of a share that should still contain a canary.",

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import csv
 import random  # noqa: TID251 - reproducible synthetic data, not canary choices
+import socket
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from faker import Faker
 
 from .canaries import locale_for
@@ -189,3 +193,58 @@ def make_dump(
         for row in body:
             writer.writerow([row[i] for i in order])
     return k
+
+
+@dataclass
+class ReceivedMessage:
+    """One message an :class:`SmtpSink` accepted."""
+
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives (aiosmtpd).
+
+    Use as a context manager; ``reject`` maps recipient addresses to SMTP replies
+    (e.g. ``"550 5.1.1 no such user"``) to simulate refusals.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    reject: dict[str, str] = field(default_factory=dict)
+    _controller: Controller | None = None
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Accept a recipient unless ``reject`` names it."""
+        if address.lower() in self.reject:
+            return self.reject[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        """Keep the message."""
+        data = envelope.content if isinstance(envelope.content, bytes) else b""
+        self.messages.append(
+            ReceivedMessage(str(envelope.mail_from), list(envelope.rcpt_tos), data)
+        )
+        return "250 Message accepted"
+
+    def __enter__(self) -> SmtpSink:
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind((self.host, 0))
+                self.port = probe.getsockname()[1]
+        self._controller = Controller(self, hostname=self.host, port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None

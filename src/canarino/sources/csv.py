@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -17,6 +18,8 @@ from ..fields import field_for_header
 from .base import SOURCES, Batch, Source, Table
 
 _DELIMITERS = (",", ";", "\t", "|")
+# Line length is bounded by our own readers; the csv module's lower default must not bite first.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 28))
 _IDENTIFIER_LIKE = re.compile(r"@|\d{6,}|(?:\d[\s.-]?){8,}")
 
 
@@ -26,14 +29,13 @@ def detect_encoding(head: bytes) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    # Cut at most three trailing bytes: the head may end inside a multi-byte character.
-    for cut in range(4):
-        try:
-            head[: len(head) - cut].decode("utf-8")
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # A head cut inside a multi-byte character is still UTF-8.
+        if exc.reason == "unexpected end of data" and exc.start >= len(head) - 3:
             return "utf-8"
-        except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:
-                break
     return "cp1252" if _cp1252_ok(head) else "latin-1"
 
 
@@ -104,11 +106,14 @@ class CsvSource(Source):
         if encoding == "utf-8-sig":
             text = text.removeprefix("\ufeff")
         lines = text.splitlines()
-        if len(head) > limit and len(lines) <= 1:
-            raise InvalidInput(
-                f"{self.path}: line 1 is longer than {limit:,} bytes",
-                hint="this is not a table canarino can read; raise max_line_bytes if it is",
-            )
+        if len(head) > limit and len(lines) > 1:
+            lines = lines[:-1]  # the last line of a cut head is incomplete
+        for number, line in enumerate(lines, 1):
+            if len(line) > limit:
+                raise InvalidInput(
+                    f"{self.path}: line {number} is longer than {limit:,} characters",
+                    hint="this is not a table canarino can read; raise max_line_bytes if it is",
+                )
         lines = [line for line in lines[:50] if line.strip()]
         if not lines:
             raise InvalidInput(f"{self.path}: the file holds no text rows")
@@ -168,7 +173,7 @@ class CsvSource(Source):
         read = pacsv.ReadOptions(
             column_names=names,
             skip_rows=1 if layout.headers is not None else 0,
-            block_size=max(self.limits.max_line_bytes, 1 << 16),
+            block_size=min(max(self.limits.max_line_bytes, 1 << 16), 1 << 22),
             encoding="utf8" if layout.encoding == "utf-8" else layout.encoding,
             use_threads=False,
         )
@@ -181,29 +186,75 @@ class CsvSource(Source):
             quoted_strings_can_be_null=False,
         )
         row = 1 if layout.headers is None else 2
-        with self.path.open("rb") as raw:
+        with self.path.open("rb") as fp:
+            raw = LineGuard(fp, self.limits.max_line_bytes)
             try:
                 reader = pacsv.open_csv(
                     raw, read_options=read, parse_options=parse, convert_options=convert
                 )
                 for record_batch in reader:
-                    yield Batch(record_batch, raw.tell(), row)
+                    yield Batch(record_batch, raw.position, row)
                     row += record_batch.num_rows
+            except LineTooLong:
+                raise InvalidInput(
+                    f"{self.path}: a line near byte {raw.position:,} is longer than "
+                    f"{self.limits.max_line_bytes:,} bytes"
+                ) from None
             except pa.ArrowInvalid as exc:
-                raise InvalidInput(f"{self.path}: {_arrow_reason(exc, self.limits)}") from None
+                raise InvalidInput(f"{self.path}: {_arrow_reason(exc)}") from None
         self.skipped_rows = skipped
 
     skipped_rows: int = 0
 
 
-def _arrow_reason(exc: Exception, limits: object) -> str:
+def _arrow_reason(exc: Exception) -> str:
+    # Arrow's messages quote the offending cell; only the kind of problem is passed on.
     text = str(exc)
-    if "straddling" in text or "block" in text:
-        limit = getattr(limits, "max_line_bytes", 0)
-        return f"a row is longer than {limit:,} bytes"
     if "UTF8" in text or "UTF-8" in text:
         return "text is not valid UTF-8 (save the file as UTF-8)"
     return "cannot be parsed as delimited text"
+
+
+class LineTooLong(Exception):
+    """Raised inside the reader when a physical line passes the limit."""
+
+
+class LineGuard(io.RawIOBase):
+    """A binary reader that fails as soon as any line grows past ``limit`` bytes.
+
+    Arrow's CSV reader grows its blocks to fit a row, so a single endless line would
+    otherwise be read whole into memory.
+    """
+
+    def __init__(self, fp: io.BufferedIOBase, limit: int) -> None:
+        super().__init__()
+        self._fp = fp
+        self._limit = limit
+        self._run = 0
+        self.position = 0
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Fill ``buffer`` from the file, checking line lengths on the way."""
+        n = self._fp.readinto(buffer)
+        if not n:
+            return 0
+        chunk = np.frombuffer(buffer, dtype=np.uint8, count=n)
+        newlines = np.flatnonzero(chunk == 10)
+        if newlines.size == 0:
+            self._run += n
+        else:
+            longest = max(self._run + int(newlines[0]), int(np.diff(newlines).max(initial=0)))
+            self._run = n - 1 - int(newlines[-1])
+            if longest > self._limit:
+                raise LineTooLong
+        if self._run > self._limit:
+            raise LineTooLong
+        self.position += n
+        return n
 
 
 def _bounded_lines(fp: io.TextIOBase, limit: int, name: str) -> Iterator[str]:

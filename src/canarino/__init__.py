@@ -1,0 +1,49 @@
+"""canarino: find out fast that shared customer data leaked, who leaked it, and respond.
+
+The library is the product; the ``canarino`` command and the web app call these functions.
+"""
+
+from .customers import ImportReport, import_customers
+from .errors import (
+    CanarinoError,
+    DeliveryError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    WorkspaceError,
+)
+from .incidents import IncidentView, list_incidents, open_incident, show_incident
+from .recipients import add_recipient, list_recipients
+from .settings import Settings, load_settings
+from .shares import ShareResult, create_share
+from .trace import TraceReport, get_trace_report, list_traces, run_trace
+from .workspace import Workspace, init_workspace, open_workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CanarinoError",
+    "DeliveryError",
+    "ImportReport",
+    "IncidentView",
+    "InvalidInput",
+    "NotFound",
+    "PermissionDenied",
+    "Settings",
+    "ShareResult",
+    "TraceReport",
+    "Workspace",
+    "WorkspaceError",
+    "add_recipient",
+    "create_share",
+    "get_trace_report",
+    "import_customers",
+    "init_workspace",
+    "list_incidents",
+    "list_recipients",
+    "list_traces",
+    "load_settings",
+    "open_incident",
+    "open_workspace",
+    "show_incident",
+]
