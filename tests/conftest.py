@@ -52,6 +52,10 @@ def shared(loaded: Workspace, tmp_path: Path) -> dict[str, ShareResult]:
         "Vendor A": create_share(loaded, "Vendor A", fields, tmp_path / "a.csv"),
         "Vendor B": create_share(loaded, "Vendor B", fields, tmp_path / "b.csv"),
         "Agent A1": create_share(
-            loaded, "Agent A1", "first_name,email", tmp_path / "a1.csv", customer_filter="country=IT"
+            loaded,
+            "Agent A1",
+            "first_name,email",
+            tmp_path / "a1.csv",
+            customer_filter="country=IT",
         ),
     }

@@ -21,7 +21,9 @@ def _counts(ws: Workspace) -> tuple[int, int]:
         )
 
 
-def _write(path: Path, rows: list[list[str]], delimiter: str = ",", encoding: str = "utf-8") -> Path:
+def _write(
+    path: Path, rows: list[list[str]], delimiter: str = ",", encoding: str = "utf-8"
+) -> Path:
     with path.open("w", encoding=encoding, newline="") as fp:
         csv.writer(fp, delimiter=delimiter).writerows(rows)
     return path
@@ -54,7 +56,10 @@ def test_import_reads_english_headers_and_semicolons(
 def test_import_normalises_identifiers_and_seals_the_record(ws: Workspace, tmp_path: Path) -> None:
     path = _write(
         tmp_path / "c.csv",
-        [["Nome", "E-mail", "Cellulare", "Paese"], ["Anna", " Anna.Verdi@Posta.IT ", "347 123 4567", "Italia"]],
+        [
+            ["Nome", "E-mail", "Cellulare", "Paese"],
+            ["Anna", " Anna.Verdi@Posta.IT ", "347 123 4567", "Italia"],
+        ],
     )
     import_customers(ws, path)
     with ws.db.session() as s:
@@ -65,7 +70,9 @@ def test_import_normalises_identifiers_and_seals_the_record(ws: Workspace, tmp_p
     assert record["phone"] == "+393471234567"
 
 
-def test_malformed_rows_are_reported_with_line_and_reason_and_skipped(ws: Workspace, tmp_path: Path) -> None:
+def test_malformed_rows_are_reported_with_line_and_reason_and_skipped(
+    ws: Workspace, tmp_path: Path
+) -> None:
     path = _write(
         tmp_path / "c.csv",
         [
@@ -123,7 +130,9 @@ def test_unknown_default_country_is_an_error(ws: Workspace, customers_csv: Path)
 
 def test_latin1_file_is_decoded(ws: Workspace, tmp_path: Path) -> None:
     path = _write(
-        tmp_path / "c.csv", [["nome", "città", "email"], ["Niccolò", "Forlì", "n@posta.it"]], encoding="latin-1"
+        tmp_path / "c.csv",
+        [["nome", "città", "email"], ["Niccolò", "Forlì", "n@posta.it"]],
+        encoding="latin-1",
     )
     import_customers(ws, path)
     with ws.db.session() as s:
@@ -136,9 +145,7 @@ HOSTILE = {
     "header_only": b"nome,email,cellulare\r\n",
     "binary": bytes(range(256)) * 40,
     # Past the first megabyte, which decides the encoding.
-    "invalid_utf8_later": b"nome,email\r\n"
-    + b"n,\r\n" * 300_000
-    + b"\xff\xfe\xfa,b@posta.it\r\n",
+    "invalid_utf8_later": b"nome,email\r\n" + b"n,\r\n" * 300_000 + b"\xff\xfe\xfa,b@posta.it\r\n",
     "long_line": b"email\r\n" + b"x" * (10 * 1024 * 1024) + b"\r\n",
     "many_columns": (",".join(f"c{i}" for i in range(10_000)) + "\r\n").encode(),
     "no_header": b"a@posta.it,3471234567\r\nb@posta.it,3471234568\r\n",

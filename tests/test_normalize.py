@@ -92,16 +92,34 @@ def test_pseudonymizer_refuses_short_keys() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "code"),
-    [("IT", "IT"), ("Italia", "IT"), ("italy", "IT"), ("Deutschland", "DE"), ("Stati Uniti", "US"),
-     ("USA", "US"), ("España", "ES"), ("Atlantis", None), ("", None)],
+    [
+        ("IT", "IT"),
+        ("Italia", "IT"),
+        ("italy", "IT"),
+        ("Deutschland", "DE"),
+        ("Stati Uniti", "US"),
+        ("USA", "US"),
+        ("España", "ES"),
+        ("Atlantis", None),
+        ("", None),
+    ],
 )
-def test_normalize_country_reads_codes_and_names_in_five_languages(raw: str, code: str | None) -> None:
+def test_normalize_country_reads_codes_and_names_in_five_languages(
+    raw: str, code: str | None
+) -> None:
     assert normalize_country(raw) == code
 
 
 @pytest.mark.parametrize(
     ("raw", "code"),
-    [("it", "it"), ("it_IT", "it"), ("Italiano", "it"), ("English", "en"), ("de-DE", "de"), ("zz", None)],
+    [
+        ("it", "it"),
+        ("it_IT", "it"),
+        ("Italiano", "it"),
+        ("English", "en"),
+        ("de-DE", "de"),
+        ("zz", None),
+    ],
 )
 def test_normalize_language(raw: str, code: str | None) -> None:
     assert normalize_language(raw) == code

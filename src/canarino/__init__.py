@@ -45,5 +45,6 @@ __all__ = [
     "load_settings",
     "open_incident",
     "open_workspace",
+    "run_trace",
     "show_incident",
 ]

@@ -22,7 +22,7 @@ LIMITS = Limits(max_line_bytes=4096, max_columns=50, batch_rows=1000)
         ("città".encode(), "utf-8"),
         ("città;x".encode("cp1252"), "cp1252"),
         ("€uro".encode("cp1252"), "cp1252"),
-        ("ok".encode() + "à".encode()[:1], "utf-8"),
+        (b"ok" + "à".encode()[:1], "utf-8"),
     ],
 )
 def test_detect_encoding(head: bytes, encoding: str) -> None:
@@ -126,7 +126,9 @@ def test_missing_file_and_folder_are_clear_errors(tmp_path: Path) -> None:
         open_source(tmp_path, LIMITS)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(min_size=1, max_size=3000))
 def test_any_bytes_either_parse_or_raise_invalid_input(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.csv"

@@ -146,7 +146,7 @@ def upgrade() -> None:
         "trace_customers",
         sa.Column("trace_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.Column("fields", sa.String(length=500), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_trace_customers_customer_id_customers")
         ),
@@ -162,7 +162,7 @@ def upgrade() -> None:
         "incident_people",
         sa.Column("incident_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.Column("fields", sa.String(length=500), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_incident_people_customer_id_customers")
         ),

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from canarino import models as m
+from canarino.errors import InvalidInput
+from canarino.shares import ShareResult
+from canarino.testing import make_customers, make_dump, write_customers_csv
+from canarino.trace import get_trace_report, list_traces, run_trace
+from canarino.workspace import Workspace
+
+
+def _traces(ws: Workspace) -> tuple[int, int, int]:
+    with ws.db.session() as s:
+        return tuple(  # type: ignore[return-value]
+            s.scalar(select(func.count()).select_from(t)) or 0
+            for t in (m.Trace, m.TraceCustomer, m.TraceCanary)
+        )
+
+
+def test_trace_names_the_vendor_whose_canaries_leaked(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    leaked = make_dump(shared["Vendor B"].path, dump, fraction=0.3, seed=4, noise_rows=50)
+    report = run_trace(loaded, dump)
+    assert report.rows_read == leaked + 50
+    assert report.canaries_matched >= 1
+    top = report.suspects[0]
+    assert top.recipient == "Vendor B" and top.canaries_seen == report.canaries_matched
+    assert top.score == 1.0
+    assert "Vendor B" in top.explanation and "share #" in top.explanation
+    # Vendor A received the same customers: it ranks below, with no canary.
+    others = {s.recipient: s for s in report.suspects[1:]}
+    assert others["Vendor A"].canaries_seen == 0
+    assert report.customers_matched + report.canaries_matched == leaked
+
+
+def test_trace_finds_exposed_fields_per_person_and_scope(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Vendor A"].path, dump, fraction=0.2, seed=5, reformat=True)
+    report = run_trace(loaded, dump)
+    assert report.scope.people == report.customers_matched
+    assert set(report.scope.by_field) <= {
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "address",
+    }
+    assert report.scope.by_field["email"] == report.customers_matched
+    assert sum(report.scope.by_country.values()) == report.customers_matched
+    assert report.scope.by_category["contact"] == report.customers_matched
+    with loaded.db.session() as s:
+        fields = set(s.scalars(select(m.TraceCustomer.fields)))
+    assert all("email" in f for f in fields)
+
+
+def test_only_the_columns_present_count_as_exposed(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    with shared["Vendor A"].path.open(encoding="utf-8") as fp:
+        rows = list(csv.reader(fp))[1:30]
+    dump = tmp_path / "phones.csv"
+    with dump.open("w", encoding="utf-8", newline="") as fp:
+        csv.writer(fp).writerows([[r[4]] for r in rows])  # phones only, no header
+    report = run_trace(loaded, dump)
+    assert report.customers_matched + report.canaries_matched == 29
+    assert report.scope.by_field == {"phone": report.customers_matched}
+    assert report.columns == {"column 1": "phone"}
+
+
+def test_employee_leak_names_the_employee_and_their_vendor(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Agent A1"].path, dump, fraction=1.0, seed=6)
+    top = run_trace(loaded, dump).suspects[0]
+    assert (top.recipient, top.kind, top.parent) == ("Agent A1", "employee", "Vendor A")
+
+
+def test_a_dump_of_strangers_names_nobody(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = write_customers_csv(tmp_path / "strangers.csv", make_customers(100, seed=999))
+    report = run_trace(loaded, dump)
+    assert (report.customers_matched, report.canaries_matched, report.suspects) == (0, 0, [])
+    assert report.scope.people == 0
+
+
+def test_trace_result_is_stored_without_personal_data(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path, people: list[dict[str, str]]
+) -> None:
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Vendor A"].path, dump, fraction=0.5, seed=7)
+    report = run_trace(loaded, dump)
+    stored = get_trace_report(loaded, report.trace_id)
+    assert stored == report.as_dict()
+    text = repr(stored)
+    assert not any(p["email"] in text or p["last_name"] in text for p in people[:50])
+    assert list_traces(loaded)[0]["top_suspect"] == "Vendor A"
+
+
+HOSTILE = {
+    "empty": b"",
+    "header_only": b"email,phone\r\n",
+    "binary": bytes(range(256)) * 40,
+    "long_line": b"email\r\n" + b"x" * (10 * 1024 * 1024) + b"\r\n",
+    "many_columns": (",".join(f"c{i}" for i in range(10_000)) + "\r\n").encode(),
+    "no_identifiers": b"nome,citta\r\nMario,Roma\r\nAnna,Milano\r\n",
+    "invalid_utf8_later": b"email\r\n" + b"a@posta.it\r\n" * 120_000 + b"\xff\xfe@x.it\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_dumps_fail_cleanly_and_store_nothing(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(HOSTILE[name])
+    before = _traces(loaded)
+    with pytest.raises(InvalidInput) as info:
+        run_trace(loaded, path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "posta.it" not in message
+    assert _traces(loaded) == before
