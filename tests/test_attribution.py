@@ -24,10 +24,20 @@ def test_canary_evidence_ranks_first_and_explains_itself() -> None:
 
 
 def test_without_canaries_coverage_ranks_and_is_capped() -> None:
-    suspects = attribute(SHARES, {}, {1: 30, 2: 12}, 30)
+    suspects = attribute(SHARES, {}, {1: 30, 2: 27}, 30)
     assert [s.recipient for s in suspects] == ["A", "B"]
-    assert suspects[0].score == 0.5 and suspects[1].score == 0.2
+    assert suspects[0].score == 0.5 and suspects[1].score == 0.45
     assert "30 of the 30 real customers" in suspects[0].explanation
+
+
+def test_without_canaries_a_recipient_missing_most_leaked_customers_is_excluded() -> None:
+    suspects = attribute(SHARES, {}, {1: 30, 2: 12}, 30)
+    assert [s.recipient for s in suspects] == ["A"]
+
+
+def test_a_canary_keeps_a_low_coverage_recipient_listed() -> None:
+    suspects = attribute(SHARES, {10: [2]}, {1: 30, 2: 3}, 30)
+    assert [s.recipient for s in suspects] == ["B", "A"]
 
 
 def test_no_evidence_names_nobody() -> None:

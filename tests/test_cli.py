@@ -3,12 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
-from typer.main import get_command
 from typer.testing import CliRunner
 
-from canarino.cli import app
+from canarino.cli import app, command_paths
 from canarino.testing import make_dump
 
 runner = CliRunner()
@@ -28,19 +26,7 @@ def workspace(tmp_path: Path, customers_csv: Path) -> Path:
     return ws
 
 
-def _commands() -> list[tuple[str, ...]]:
-    root = get_command(app)
-    assert isinstance(root, click.Group)
-    out: list[tuple[str, ...]] = []
-    for name, cmd in root.commands.items():
-        if isinstance(cmd, click.Group):
-            out += [(name, sub) for sub in cmd.commands]
-        else:
-            out.append((name,))
-    return out
-
-
-@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+@pytest.mark.parametrize("command", command_paths(), ids=" ".join)
 def test_every_command_has_help(command: tuple[str, ...]) -> None:
     output = run(*command, "--help")
     assert "Usage:" in output and len(output.splitlines()) > 3
@@ -55,7 +41,17 @@ def test_full_flow_through_the_cli(workspace: Path, tmp_path: Path) -> None:
     assert [r["name"] for r in listed] == ["Ada", "Vendor A"]
     export = tmp_path / "a.csv"
     share = json.loads(
-        run("share", "--to", "Vendor A", "--fields", "first_name,email,phone", "--out", str(export), "--json", *w)
+        run(
+            "share",
+            "--to",
+            "Vendor A",
+            "--fields",
+            "first_name,email,phone",
+            "--out",
+            str(export),
+            "--json",
+            *w,
+        )
     )
     assert share["rows"] > 400 and export.exists()
     dump = tmp_path / "dump.csv"
@@ -65,7 +61,9 @@ def test_full_flow_through_the_cli(workspace: Path, tmp_path: Path) -> None:
     human = run("trace", str(dump), *w)
     assert "Vendor A" in human and "Exposed" in human
     assert "Vendor A" in run("traces", *w)
-    incident = json.loads(run("incidents", "open", "--trace", str(result["trace_id"]), "--json", *w))
+    incident = json.loads(
+        run("incidents", "open", "--trace", str(result["trace_id"]), "--json", *w)
+    )
     assert incident["people"] == result["customers_matched"]
     shown = run("incidents", "show", str(incident["id"]), *w)
     assert "Art. 33(1)" in shown and "left" in shown
@@ -90,7 +88,9 @@ def test_import_reports_refused_rows_by_line(workspace: Path, tmp_path: Path) ->
         (("incidents", "open", "--trace", "1", "--aware-at", "yesterday"), "not a date-time"),
     ],
 )
-def test_errors_are_one_line_and_exit_1(workspace: Path, args: tuple[str, ...], message: str) -> None:
+def test_errors_are_one_line_and_exit_1(
+    workspace: Path, args: tuple[str, ...], message: str
+) -> None:
     result = runner.invoke(app, [*args, "-w", str(workspace)])
     assert result.exit_code == 1
     assert message in result.output

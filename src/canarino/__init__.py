@@ -4,6 +4,8 @@ The library is the product; the ``canarino`` command and the web app call these 
 """
 
 from .customers import ImportReport, import_customers
+from .delivery import prepare_notices, send_notices
+from .demo import run_demo
 from .errors import (
     CanarinoError,
     DeliveryError,
@@ -45,6 +47,9 @@ __all__ = [
     "load_settings",
     "open_incident",
     "open_workspace",
+    "prepare_notices",
+    "run_demo",
     "run_trace",
+    "send_notices",
     "show_incident",
 ]

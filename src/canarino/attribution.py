@@ -75,7 +75,8 @@ def attribute(
 
     ``canary_shares`` maps each observed canary to the shares it was planted in;
     ``customers_per_share`` counts the matched real customers each share contained.
-    The score is the fraction of observed canaries a recipient explains; without any
+    Recipients without canary evidence are listed only if they received at least
+    ``MIN_COVERAGE`` of the leaked customers. The score is the fraction of observed canaries a recipient explains; without any
     canary it is half the coverage, since coverage alone cannot single out a leaker.
     """
     canaries_by_share: dict[int, int] = defaultdict(int)
@@ -120,7 +121,17 @@ def attribute(
         suspect.explanation = explain(suspect)
         suspects.append(suspect)
     suspects.sort(key=lambda s: (-s.canaries_seen, -s.customers_covered, s.recipient))
-    return [s for s in suspects if s.canaries_seen or s.customers_covered][:limit]
+    # Without a canary, a recipient that misses most of the leaked customers cannot be
+    # its source; listing it would only bury the real suspects.
+    return [s for s in suspects if s.canaries_seen or (covered_share(s) >= MIN_COVERAGE)][:limit]
+
+
+MIN_COVERAGE = 0.8
+
+
+def covered_share(s: Suspect) -> float:
+    """Fraction of the leaked real customers that ``s`` received."""
+    return s.customers_covered / s.customers_matched if s.customers_matched else 0.0
 
 
 def explain(s: Suspect) -> str:

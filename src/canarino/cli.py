@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -40,7 +39,7 @@ err = Console(stderr=True)
 class _Group(TyperGroup):
     """Maps every canarino error to one ``Error: …`` line and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CanarinoError as exc:
@@ -342,22 +341,20 @@ def traces_cmd(
         out.print(table)
 
 
-def _render_trace(r: dict[str, Any]) -> None:
+def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
     out.print(
         f"Trace #{r['trace_id']} of [bold]{r['source']}[/]: {r['rows_read']:,} rows, "
         f"{r['customers_matched']:,} customers and {r['canaries_matched']:,} canaries matched"
     )
     if r["columns"]:
         out.print("Columns read: " + ", ".join(f"{h} → {f}" for h, f in r["columns"].items()))
-    table = Table(
-        "#", "suspect", "kind", "score", "canaries", "customers covered", title="Suspects"
-    )
-    for i, s in enumerate(r["suspects"], 1):
-        kind = s["kind"] + (f" of {s['parent']}" if s["parent"] else "")
+    table = Table("#", "suspect", "kind", "score", "canaries", "customers", title="Suspects")
+    for i, s in enumerate(r["suspects"][:top], 1):
+        who = s["recipient"] + (f" ({s['parent']})" if s["parent"] else "")
         table.add_row(
             str(i),
-            s["recipient"],
-            kind,
+            who,
+            s["kind"],
             f"{s['score']:.2f}",
             f"{s['canaries_seen']}/{s['canaries_observed']}",
             f"{s['customers_covered']:,}/{s['customers_matched']:,}",
@@ -365,7 +362,8 @@ def _render_trace(r: dict[str, Any]) -> None:
     if r["suspects"]:
         out.print(table)
         for i, s in enumerate(r["suspects"][:3], 1):
-            out.print(f"  {i}. {s['explanation']}")
+            if s["canaries_seen"] or i == 1:
+                out.print(f"  {i}. {s['explanation']}")
     else:
         out.print(
             "No suspect: nothing in this file matches a canary or a customer shared with anyone."
@@ -612,9 +610,7 @@ def _render_demo(s: demo.DemoSummary) -> None:
         f"{s.leaker} leaked {s.leaked_rows:,} rows of its export, mixed with {s.noise_rows:,} "
         f"unrelated rows. canarino named first: [bold]{named}[/] ({verdict})."
     )
-    if s.trace.suspects:
-        out.print(f"Why: {s.trace.suspects[0].explanation}")
-    _render_trace(s.trace.as_dict())
+    _render_trace(s.trace.as_dict(), top=5)
     now = datetime.now(UTC)
     gdpr = s.incident.obligations[0]
     out.print(
@@ -634,3 +630,30 @@ def _render_demo(s: demo.DemoSummary) -> None:
 def main() -> None:
     """Entry point of the ``canarino`` command."""
     app(prog_name="canarino")
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command as the words that invoke it, e.g. ``("customers", "import")``."""
+    from typer.main import get_command
+
+    def walk(cmd: Any, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        subs: dict[str, Any] = getattr(cmd, "commands", {})
+        out = [prefix] if prefix else []
+        for name in subs:
+            out += walk(subs[name], (*prefix, name))
+        return out
+
+    return walk(get_command(app), ())
+
+
+def reference() -> str:
+    """The Markdown command reference, built from every command's ``--help``."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    parts = []
+    for path in [(), *command_paths()]:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+        title = " ".join(("canarino", *path))
+        parts.append(f"## {title}\n\n```\n{result.output.strip()}\n```\n")
+    return "\n" + "\n".join(parts)
