@@ -1,55 +1,150 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 
-from canarino.attribution import ShareFacts, attribute
+import pytest
+from scipy.stats import binom
+
+from canarino.attribution import (
+    CanaryFacts,
+    ShareFacts,
+    attribute,
+    binomial_tail,
+    greedy_cover,
+    one_in,
+    poisson_binomial_tail,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def _share(sid: int, rid: int, name: str, customers: int = 100, kind: str = "vendor") -> ShareFacts:
-    return ShareFacts(sid, rid, name, kind, None, T0, customers, 10)
+def _share(sid: int, rid: int, name: str, days: int = 0, canaries: int = 20) -> ShareFacts:
+    return ShareFacts(sid, rid, name, "vendor", None, T0 + timedelta(days=days), 100, canaries)
 
 
-SHARES = {1: _share(1, 1, "A"), 2: _share(2, 2, "B"), 3: _share(3, 1, "A")}
+def _exclusive(cid: int, sid: int) -> CanaryFacts:
+    return CanaryFacts(cid, "exclusive", 0.0, (sid,))
 
 
-def test_canary_evidence_ranks_first_and_explains_itself() -> None:
-    suspects = attribute(SHARES, {10: [1], 11: [3], 12: [2]}, {1: 40, 2: 40, 3: 10}, 40)
-    assert [s.recipient for s in suspects] == ["A", "B"]
-    a = suspects[0]
-    assert (a.canaries_seen, a.canaries_observed, a.score) == (2, 3, round(2 / 3, 4))
-    assert [e.share_id for e in a.shares] == [1, 3]
-    assert "2 of the 3 canaries" in a.explanation and "share #1" in a.explanation
+SHARES = {1: _share(1, 1, "A"), 2: _share(2, 2, "B"), 3: _share(3, 1, "A", days=30)}
+EXCLUSIVE = {1: 40, 2: 20}
 
 
-def test_without_canaries_coverage_ranks_and_is_capped() -> None:
-    suspects = attribute(SHARES, {}, {1: 30, 2: 27}, 30)
-    assert [s.recipient for s in suspects] == ["A", "B"]
-    assert suspects[0].score == 0.5 and suspects[1].score == 0.45
-    assert "30 of the 30 real customers" in suspects[0].explanation
+def test_exclusive_hits_accuse_with_a_p_value_and_explain_themselves() -> None:
+    seen = [_exclusive(10, 1), _exclusive(11, 3), _exclusive(12, 1), _exclusive(13, 2)]
+    result = attribute(SHARES, seen, EXCLUSIVE, {1: 40, 2: 40}, 40, recipients=2, noise=1e-6)
+    a, b = result.suspects
+    assert (a.recipient, a.canaries_seen, a.accused) == ("A", 3, True)
+    assert a.p_value == pytest.approx(binom.sf(2, 40, 1e-6))
+    assert (b.recipient, b.canaries_seen, b.accused) == ("B", 1, False)
+    assert "3 of the 4 canaries" in a.explanation and "1 in 10^" in a.explanation
+    assert "not enough to accuse" in b.explanation
+    assert result.threshold == pytest.approx(1e-6 / 2)
+    assert result.cover == ["A", "B"]
 
 
-def test_without_canaries_a_recipient_missing_most_leaked_customers_is_excluded() -> None:
-    suspects = attribute(SHARES, {}, {1: 30, 2: 12}, 30)
-    assert [s.recipient for s in suspects] == ["A"]
+def test_without_canaries_coverage_ranks_but_never_accuses() -> None:
+    result = attribute(SHARES, [], EXCLUSIVE, {1: 30, 2: 27}, 30, recipients=2)
+    assert [s.recipient for s in result.suspects] == ["A", "B"]
+    assert not any(s.accused for s in result.suspects)
+    assert result.suspects[0].score == 0.5 and result.suspects[0].layer == "customers"
 
 
-def test_a_canary_keeps_a_low_coverage_recipient_listed() -> None:
-    suspects = attribute(SHARES, {10: [2]}, {1: 30, 2: 3}, 30)
-    assert [s.recipient for s in suspects] == ["B", "A"]
+def test_a_recipient_missing_most_leaked_customers_and_holding_no_canary_is_dropped() -> None:
+    result = attribute(SHARES, [], EXCLUSIVE, {1: 30, 2: 12}, 30, recipients=2)
+    assert [s.recipient for s in result.suspects] == ["A"]
 
 
 def test_no_evidence_names_nobody() -> None:
-    assert attribute(SHARES, {}, {}, 0) == []
+    result = attribute(SHARES, [], EXCLUSIVE, {}, 0, recipients=2)
+    assert result.suspects == [] and result.cover == []
 
 
-def test_coverage_is_never_above_the_customers_matched() -> None:
-    suspects = attribute(SHARES, {}, {1: 30, 3: 30}, 30)
-    assert suspects[0].customers_covered == 30
+def test_control_canaries_seen_raise_the_noise_and_weaken_the_case() -> None:
+    seen = [_exclusive(10, 1), _exclusive(11, 1), CanaryFacts(99, "control", 0.0, ())]
+    quiet = attribute(SHARES, seen[:2], EXCLUSIVE, {}, 0, recipients=2, noise=1e-6)
+    noisy = attribute(SHARES, seen, EXCLUSIVE, {}, 0, recipients=2, noise=1e-6, controls=(1, 10))
+    assert noisy.noise == 0.1 and noisy.controls_seen == 1
+    assert quiet.suspects[0].accused and not noisy.suspects[0].accused
+    assert noisy.suspects[0].canaries_observed == 2  # controls are not evidence
 
 
-def test_limit_keeps_the_strongest() -> None:
-    shares = {i: _share(i, i, f"R{i:02d}") for i in range(1, 30)}
-    suspects = attribute(shares, {100 + i: [i] for i in range(1, 30)}, {}, 0, limit=5)
-    assert len(suspects) == 5
+def test_shared_canaries_use_the_poisson_binomial_null() -> None:
+    shares = {1: _share(1, 1, "A"), 2: _share(2, 2, "B"), 3: _share(3, 3, "C")}
+    seen = [CanaryFacts(i, "shared", 0.5, (1, 2) if i % 2 else (1, 3)) for i in range(30)]
+    result = attribute(shares, seen, {}, {}, 0, recipients=3, epsilon=1e-3)
+    top = result.suspects[0]
+    assert (top.recipient, top.layer, top.canaries_seen) == ("A", "shared", 30)
+    assert top.p_value == pytest.approx(0.5**30) and top.accused
+    assert all(not s.accused for s in result.suspects[1:])
+
+
+def test_time_window_closes_at_a_later_share_whose_canaries_are_missing() -> None:
+    shares = {1: _share(1, 1, "A"), 2: _share(2, 1, "A", days=31), 3: _share(3, 1, "A", days=62)}
+    seen = [_exclusive(i, 1) for i in range(10)]
+    found = T0 + timedelta(days=90)
+    (a,) = attribute(shares, seen, {1: 60}, {}, 0, recipients=1, found_at=found).suspects
+    assert a.window == [shares[1].created_at.isoformat(), shares[2].created_at.isoformat()]
+    assert "between 2026-03-02 and 2026-04-02" in a.explanation
+
+
+def test_greedy_cover_finds_the_fewest_recipients() -> None:
+    holders = {1: {1, 2, 3}, 2: {3, 4}, 3: {4}}
+    assert greedy_cover(holders, {1: "A", 2: "B", 3: "C"}) == ["A", "B"]
+
+
+@pytest.mark.parametrize(
+    ("probs", "hits"), [([0.3] * 10, 4), ([0.1, 0.5, 0.9, 0.3], 2), ([0.2, 0.7], 3), ([], 0)]
+)
+def test_poisson_binomial_tail_matches_enumeration(probs: list[float], hits: int) -> None:
+    from itertools import product
+
+    expected = 0.0
+    for bits in product([0, 1], repeat=len(probs)):
+        if sum(bits) >= hits:
+            weight = 1.0
+            for p, b in zip(probs, bits, strict=True):
+                weight *= p if b else 1 - p
+            expected += weight
+    assert poisson_binomial_tail(probs, hits) == pytest.approx(expected)
+
+
+def test_small_tails_keep_their_precision() -> None:
+    assert poisson_binomial_tail([0.01, 0.02] * 20, 20) > 0
+    assert binomial_tail(5, 100, 1e-6) == pytest.approx(binom.sf(4, 100, 1e-6))
+    assert one_in(3e-10) == "1 in 10^9" and one_in(0.25) == "25%"
+
+
+def test_p_values_are_calibrated_under_the_null() -> None:
+    """At ε = 0.2 the rate of trials accusing any innocent stays at or below 0.2."""
+    rng = random.Random(2026)
+    n, pool, q, trials, epsilon = 30, 120, 0.5, 400, 0.2
+    shares = {r: _share(r, r, f"R{r:02d}") for r in range(n)}
+    false_alarms = 0
+    for _ in range(trials):
+        holdings = {r: {i for i in range(pool) if rng.random() < q} for r in range(n)}
+        exclusive = {r: [1000 + r * 50 + k for k in range(50)] for r in range(n)}
+        leaker = 0
+        seen = [
+            CanaryFacts(i, "shared", q, tuple(r for r in range(n) if i in holdings[r]))
+            for i in holdings[leaker]
+            if rng.random() < 0.05
+        ]
+        seen += [_exclusive(c, leaker) for c in exclusive[leaker] if rng.random() < 0.05]
+        # Background noise: any canary may show up whoever holds it.
+        seen += [
+            _exclusive(c, r) for r in range(1, n) for c in exclusive[r] if rng.random() < 0.002
+        ]
+        result = attribute(
+            shares,
+            seen,
+            dict.fromkeys(range(n), 50),
+            {},
+            0,
+            recipients=n,
+            epsilon=epsilon,
+            noise=0.002,
+        )
+        false_alarms += any(s.accused and s.recipient != "R00" for s in result.suspects)
+    assert false_alarms / trials <= epsilon

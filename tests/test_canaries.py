@@ -1,27 +1,11 @@
 from __future__ import annotations
 
-import math
 import random
 
 import phonenumbers
 import pytest
 
-from canarino.canaries import CanaryFactory, budget, detection_limit, locale_for, mimic
-
-
-@pytest.mark.parametrize(
-    ("rows", "expected"),
-    [(100, 10), (1_000, 20), (20_000, 228), (1_000_000, 228)],
-)
-def test_budget_follows_detection_goal_within_bounds(rows: int, expected: int) -> None:
-    assert budget(rows, minimum=10, max_fraction=0.02, smallest_leak=0.02, miss=0.01) == expected
-
-
-def test_detection_limit_inverts_the_budget() -> None:
-    m = budget(50_000, minimum=10, max_fraction=0.02, smallest_leak=0.05, miss=0.01)
-    assert detection_limit(m, 0.01) <= 0.05
-    assert math.isclose(1 - (1 - detection_limit(m, 0.01)) ** m, 0.99)
-    assert detection_limit(0, 0.01) == 1.0
+from canarino.canaries import CanaryFactory, locale_for, mimic
 
 
 def test_canary_uses_monitored_domains_and_ranges_and_template_shape() -> None:

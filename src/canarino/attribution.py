@@ -1,25 +1,36 @@
-"""Attribution: from the canaries and customers seen in a leak to the recipients suspected.
+"""Attribution: from the canaries and customers seen in a leak to the recipients accused.
 
-Pure: takes the share ledger facts and the observations, returns ranked :class:`Suspect`
-objects that carry their own evidence. Two kinds of evidence, kept apart:
+Pure: takes the share ledger and the observations, returns :class:`Suspect` objects that
+carry their evidence. The decision rests on the exact per-recipient tail test: an
+innocent recipient's holdings were drawn independently of whatever produced the leak,
+so the number of observed canaries it holds has a known null distribution (binomial for
+exclusive canaries hit by background noise, Poisson-binomial for shared ones). A
+recipient is accused when its p-value is at most ε/(N·ℓ) for N recipients and ℓ layers;
+by the union bound no innocent is accused with probability above ε, whatever the
+colluders did and however little of the data leaked.
 
-* canaries: each was planted only in known shares, so a canary in a leak points at the
-  recipients of those shares (strong);
-* real customers: a recipient that never received some of the leaked customers cannot
-  be the only source; coverage ranks the others (weak: shares are not random).
+Real customers are shown beside the canaries: a recipient that never received some of
+the leaked customers cannot be the only source. That evidence ranks but never accuses,
+because which customers went where was not random.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+import numpy as np
+from scipy.stats import binom
+
+MIN_COVERAGE = 0.8
+
 
 @dataclass(frozen=True)
 class ShareFacts:
-    """One share as the ledger recorded it."""
+    """One share event as the ledger recorded it."""
 
     share_id: int
     recipient_id: int
@@ -29,6 +40,16 @@ class ShareFacts:
     created_at: datetime
     customers: int
     canaries: int
+
+
+@dataclass(frozen=True)
+class CanaryFacts:
+    """An observed canary: its layer, its bias and the share events it went out in."""
+
+    canary_id: int
+    layer: str
+    bias: float
+    shares: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -45,17 +66,21 @@ class ShareEvidence:
 
 @dataclass
 class Suspect:
-    """A recipient suspected of the leak, with the evidence and how it scored."""
+    """A recipient with the evidence against it and the test that weighs it."""
 
     recipient: str
     kind: str
     parent: str | None
+    accused: bool
+    p_value: float
+    layer: str
     score: float
     canaries_seen: int
     canaries_observed: int
     customers_covered: int
     customers_matched: int
     shares: list[ShareEvidence] = field(default_factory=list)
+    window: list[str] | None = None
     explanation: str = ""
 
     def as_dict(self) -> dict[str, object]:
@@ -63,47 +88,153 @@ class Suspect:
         return asdict(self)
 
 
+@dataclass
+class Attribution:
+    """The decision for one leak: suspects, threshold and parsimonious explanation."""
+
+    suspects: list[Suspect]
+    threshold: float
+    epsilon: float
+    recipients: int
+    layers: int
+    noise: float
+    controls_seen: int
+    cover: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "suspects": [s.as_dict() for s in self.suspects],
+            "threshold": self.threshold,
+            "epsilon": self.epsilon,
+            "recipients": self.recipients,
+            "layers": self.layers,
+            "noise": self.noise,
+            "controls_seen": self.controls_seen,
+            "cover": self.cover,
+        }
+
+
+def binomial_tail(hits: int, trials: int, p: float) -> float:
+    """P[Bin(trials, p) ≥ hits]."""
+    if hits <= 0:
+        return 1.0
+    return float(binom.sf(hits - 1, trials, p))
+
+
+def poisson_binomial_tails(probabilities: Sequence[float]) -> np.ndarray:
+    """``out[h]`` = P[sum of independent Bernoulli(p_i) ≥ h] for h = 0…L, exactly."""
+    ps = np.asarray(probabilities, dtype=float)
+    if ps.size and np.all(ps == ps[0]):
+        return np.asarray(binom.sf(np.arange(ps.size + 1) - 1, ps.size, ps[0]))
+    pmf = np.zeros(ps.size + 1)
+    pmf[0] = 1.0
+    for i, p in enumerate(ps, 1):
+        pmf[1 : i + 1] = pmf[1 : i + 1] * (1 - p) + pmf[:i] * p
+        pmf[0] *= 1 - p
+    # Sum from the small end of the tail, so tiny p-values keep their precision.
+    return np.minimum(1.0, np.cumsum(pmf[::-1])[::-1])
+
+
+def poisson_binomial_tail(probabilities: Sequence[float], hits: int) -> float:
+    """P[sum of independent Bernoulli(p_i) ≥ hits]."""
+    if hits <= 0:
+        return 1.0
+    if hits > len(probabilities):
+        return 0.0
+    return float(poisson_binomial_tails(probabilities)[hits])
+
+
+def one_in(p: float) -> str:
+    """``1 in 10^9`` for a small probability, as people read it."""
+    if p <= 0:
+        return "below 1 in 10^300"
+    if p >= 0.01:
+        return f"{p:.0%}"
+    return f"1 in 10^{math.floor(-math.log10(p))}"
+
+
 def attribute(
     shares: Mapping[int, ShareFacts],
-    canary_shares: Mapping[int, Sequence[int]],
+    observed: Sequence[CanaryFacts],
+    exclusive_counts: Mapping[int, int],
     customers_per_share: Mapping[int, int],
     customers_matched: int,
     *,
+    recipients: int,
+    epsilon: float = 1e-6,
+    noise: float = 1e-6,
+    controls: tuple[int, int] = (0, 0),
+    found_at: datetime | None = None,
     limit: int = 10,
-) -> list[Suspect]:
-    """Rank recipients by canary evidence first, then by real-customer coverage.
+) -> Attribution:
+    """Weigh the evidence against every recipient and accuse at family-wise error ε.
 
-    ``canary_shares`` maps each observed canary to the shares it was planted in;
-    ``customers_per_share`` counts the matched real customers each share contained.
-    Recipients without canary evidence are listed only if they received at least
-    ``MIN_COVERAGE`` of the leaked customers. The score is the fraction of observed canaries a recipient explains; without any
-    canary it is half the coverage, since coverage alone cannot single out a leaker.
+    ``shares`` holds at least every share event of every recipient that received an
+    observed canary or customer; ``observed`` the canaries found (controls included);
+    ``exclusive_counts`` each recipient's number of exclusive canaries over all its
+    shares; ``controls`` = (control canaries seen, control canaries in the pool), which
+    raise the noise estimate when the channel is noisier than assumed.
     """
-    canaries_by_share: dict[int, int] = defaultdict(int)
-    for share_ids in canary_shares.values():
-        for sid in share_ids:
-            canaries_by_share[sid] += 1
-    per_recipient: dict[int, list[ShareFacts]] = defaultdict(list)
-    for sid in set(canaries_by_share) | set(customers_per_share):
+    seen_controls, pool_controls = controls
+    if seen_controls and pool_controls:
+        noise = max(noise, seen_controls / pool_controls)
+    evidence = [c for c in observed if c.layer != "control"]
+    events: dict[int, list[ShareFacts]] = defaultdict(list)
+    for facts in shares.values():
+        events[facts.recipient_id].append(facts)
+    layers = 1 + any(c.layer == "shared" for c in evidence)
+    threshold = epsilon / (max(recipients, 1) * layers)
+
+    holders: dict[int, set[int]] = defaultdict(set)  # recipient -> observed canaries held
+    canaries_by_share: Counter[int] = Counter()
+    for c in evidence:
+        for sid in c.shares:
+            if sid in shares:
+                holders[shares[sid].recipient_id].add(c.canary_id)
+                canaries_by_share[sid] += 1
+    exclusive_ids = {c.canary_id for c in evidence if c.layer == "exclusive"}
+    shared_seen = [c for c in evidence if c.layer == "shared"]
+
+    tails_by_events: dict[int, np.ndarray] = {}
+
+    def shared_tail(events_held: int, hits: int) -> float:
+        # Innocent j holds shared canary i with probability 1 - (1 - q_i)^k over k events.
+        if events_held not in tails_by_events:
+            probs = [1 - (1 - c.bias) ** events_held for c in shared_seen]
+            tails_by_events[events_held] = poisson_binomial_tails(probs)
+        return float(tails_by_events[events_held][hits])
+
+    candidates = set(holders)
+    for sid in customers_per_share:
         if sid in shares:
-            per_recipient[shares[sid].recipient_id].append(shares[sid])
-    observed = len(canary_shares)
+            candidates.add(shares[sid].recipient_id)
     suspects: list[Suspect] = []
-    for facts in per_recipient.values():
-        facts.sort(key=lambda f: f.created_at)
-        held = {f.share_id for f in facts}
-        seen = sum(1 for sids in canary_shares.values() if held & set(sids))
+    for rid in candidates:
+        facts = sorted(events[rid], key=lambda f: f.created_at)
+        held = holders.get(rid, set())
+        hx = len(held & exclusive_ids)
+        p_x = binomial_tail(hx, exclusive_counts.get(rid, 0), noise) if hx else 1.0
+        p_s = 1.0
+        hs = len(held) - hx
+        if hs:
+            p_s = shared_tail(len(facts), hs)
+        p, layer = (p_x, "exclusive") if p_x <= p_s else (p_s, "shared")
         covered = min(customers_matched, sum(customers_per_share.get(f.share_id, 0) for f in facts))
         coverage = covered / customers_matched if customers_matched else 0.0
-        score = seen / observed if observed else 0.5 * coverage
+        if not held and coverage < MIN_COVERAGE:
+            continue  # misses most leaked customers and holds no canary: not a source
         first = facts[0]
         suspect = Suspect(
             recipient=first.recipient,
             kind=first.kind,
             parent=first.parent,
-            score=round(score, 4),
-            canaries_seen=seen,
-            canaries_observed=observed,
+            accused=p <= threshold,
+            p_value=p,
+            layer=layer if held else "customers",
+            score=round(len(held) / len(evidence), 4) if evidence else round(0.5 * coverage, 4),
+            canaries_seen=len(held),
+            canaries_observed=len(evidence),
             customers_covered=covered,
             customers_matched=customers_matched,
             shares=[
@@ -118,36 +249,77 @@ def attribute(
                 for f in facts
             ],
         )
+        suspect.window = _window(suspect, found_at)
         suspect.explanation = explain(suspect)
         suspects.append(suspect)
-    suspects.sort(key=lambda s: (-s.canaries_seen, -s.customers_covered, s.recipient))
-    # Without a canary, a recipient that misses most of the leaked customers cannot be
-    # its source; listing it would only bury the real suspects.
-    return [s for s in suspects if s.canaries_seen or (covered_share(s) >= MIN_COVERAGE)][:limit]
+    suspects.sort(key=lambda s: (s.p_value, -s.canaries_seen, -s.customers_covered, s.recipient))
+    names = {rid: events[rid][0].recipient for rid in holders if events[rid]}
+    return Attribution(
+        suspects[:limit],
+        threshold,
+        epsilon,
+        recipients,
+        layers,
+        noise,
+        seen_controls,
+        greedy_cover(holders, names),
+    )
 
 
-MIN_COVERAGE = 0.8
+def greedy_cover(holders: Mapping[int, set[int]], names: Mapping[int, str]) -> list[str]:
+    """The fewest recipients whose holdings explain every observed canary (greedy).
+
+    Shown as the most parsimonious explanation; accusations come from the tests.
+    """
+    left = set().union(*holders.values()) if holders else set()
+    chosen: list[str] = []
+    order = sorted(holders, key=lambda r: names.get(r, ""))
+    while left:
+        rid = max(order, key=lambda r: len(holders[r] & left))
+        gain = holders[rid] & left
+        if not gain:
+            break
+        chosen.append(names.get(rid, str(rid)))
+        left -= gain
+    return chosen
 
 
-def covered_share(s: Suspect) -> float:
-    """Fraction of the leaked real customers that ``s`` received."""
-    return s.customers_covered / s.customers_matched if s.customers_matched else 0.0
+def _window(s: Suspect, found_at: datetime | None) -> list[str] | None:
+    """When the copy was taken: after the last share seen in it, before the next one missed."""
+    seen = [e for e in s.shares if e.canaries_seen]
+    if not seen:
+        return None
+    last = seen[-1]
+    later = [e for e in s.shares if e.shared_at > last.shared_at]
+    rate = last.canaries_seen / max(last.canaries_planted, 1)
+    end = found_at.isoformat(timespec="seconds") if found_at else "now"
+    for e in later:
+        # A later export whose canaries should have shown (≥ 3 expected) but did not.
+        if e.canaries_seen == 0 and rate * e.canaries_planted >= 3:
+            end = e.shared_at
+            break
+    return [last.shared_at, end]
 
 
 def explain(s: Suspect) -> str:
-    """One sentence a person can check against the share ledger."""
+    """A few sentences a person can check against the share ledger."""
     parts: list[str] = []
     if s.canaries_seen:
         planted = [e for e in s.shares if e.canaries_seen]
         where = ", ".join(f"share #{e.share_id} of {e.shared_at[:10]}" for e in planted)
         parts.append(
-            f"{s.canaries_seen} of the {s.canaries_observed} canaries in the leak were planted in "
-            f"what {s.recipient} received ({where})"
+            f"{s.canaries_seen} of the {s.canaries_observed} canaries in the leak went to "
+            f"{s.recipient} ({where}); the chance that an innocent recipient matches this "
+            f"well is {one_in(s.p_value)}"
         )
+        if not s.accused:
+            parts.append("not enough to accuse at the workspace's error bound")
     if s.customers_matched:
         pct = 100 * s.customers_covered / s.customers_matched
         parts.append(
             f"it received {s.customers_covered:,} of the {s.customers_matched:,} real "
             f"customers found ({pct:.0f}%)"
         )
+    if s.window:
+        parts.append(f"the copy was taken between {s.window[0][:10]} and {s.window[1][:10]}")
     return "; ".join(parts) + "."

@@ -6,7 +6,6 @@ service modules pass ``secrets.SystemRandom()`` so canary choices cannot be pred
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -33,26 +32,6 @@ class CanaryIdentity:
     locale: str
     country: str | None
     fields: dict[str, str]
-
-
-def budget(
-    rows: int, *, minimum: int, max_fraction: float, smallest_leak: float, miss: float
-) -> int:
-    """Canaries for a share of ``rows`` real rows.
-
-    Enough that a leak of ``smallest_leak`` of the share holds at least one canary with
-    probability ``1 - miss`` (m = ln(1/δ) / -ln(1 - s)), but never more than
-    ``max_fraction`` of the rows, and never fewer than ``minimum``.
-    """
-    wanted = math.ceil(math.log(1 / miss) / -math.log1p(-smallest_leak))
-    return max(minimum, min(wanted, math.floor(rows * max_fraction)))
-
-
-def detection_limit(canaries: int, miss: float) -> float:
-    """Smallest leaked fraction that holds one of ``canaries`` with probability 1 - miss."""
-    if canaries <= 0:
-        return 1.0
-    return 1 - miss ** (1 / canaries)
 
 
 @cache

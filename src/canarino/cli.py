@@ -26,6 +26,8 @@ from typer.core import TyperGroup
 
 from . import customers as customers_mod
 from . import delivery, demo, incidents, recipients, shares, trace
+from .attribution import one_in
+from .design import DesignInput, plan
 from .errors import CanarinoError, InvalidInput
 from .fields import label
 from .obligations import format_remaining
@@ -294,6 +296,51 @@ def share_cmd(
     )
 
 
+@app.command("design")
+def design_cmd(
+    recipients: Annotated[int, typer.Option(help="How many recipients receive data.")],
+    colluders: Annotated[int, typer.Option(help="Most recipients that may merge copies.")] = 1,
+    smallest_leak: Annotated[
+        float, typer.Option(help="Smallest leaked fraction of a share to catch, e.g. 0.02.")
+    ] = 0.02,
+    epsilon: Annotated[
+        float, typer.Option(help="Accepted chance of accusing any innocent, per trace.")
+    ] = 1e-6,
+    miss: Annotated[float, typer.Option(help="Accepted chance of missing such a leak.")] = 0.01,
+    noise: Annotated[
+        float, typer.Option(help="Chance a canary shows up without its recipient leaking.")
+    ] = 1e-6,
+    tardos: Annotated[bool, typer.Option(help="Also size a Tardos-type layer.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Size the canary design: canaries per share for each layer, and the bounds."""
+    try:
+        design = plan(
+            DesignInput(recipients, colluders, smallest_leak, epsilon, miss, noise, tardos)
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if json_out:
+        _print_json(design.as_dict())
+        return
+    table = Table("layer", "per share", "pool", "bias q", "hits to accuse", "note")
+    for lay in design.layers:
+        table.add_row(
+            lay.name,
+            f"{lay.per_share:,}",
+            f"{lay.pool:,}" if lay.pool else "-",
+            f"{lay.bias:g}" if lay.bias else "-",
+            str(lay.hits_needed or "-"),
+            lay.note,
+        )
+    out.print(table)
+    out.print(
+        f"{design.per_share:,} canaries per share; no design can use fewer than "
+        f"{design.fano_bound:,.0f} in all (Fano bound); a single leaker's copy is caught from "
+        f"{design.detection_limit:.2%} of a share."
+    )
+
+
 # --- trace -------------------------------------------------------------------------------
 
 
@@ -348,14 +395,26 @@ def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
     )
     if r["columns"]:
         out.print("Columns read: " + ", ".join(f"{h} → {f}" for h, f in r["columns"].items()))
-    table = Table("#", "suspect", "kind", "score", "canaries", "customers", title="Suspects")
+    table = Table(
+        "#",
+        "suspect",
+        "kind",
+        "verdict",
+        "innocent match chance",
+        "canaries",
+        "customers",
+        title="Suspects",
+    )
     for i, s in enumerate(r["suspects"][:top], 1):
         who = s["recipient"] + (f" ({s['parent']})" if s["parent"] else "")
+        verdict = "[bold red]accused[/]" if s["accused"] else "not accused"
+        chance = one_in(s["p_value"]) if s["canaries_seen"] else "-"
         table.add_row(
             str(i),
             who,
             s["kind"],
-            f"{s['score']:.2f}",
+            verdict,
+            chance,
             f"{s['canaries_seen']}/{s['canaries_observed']}",
             f"{s['customers_covered']:,}/{s['customers_matched']:,}",
         )
@@ -364,6 +423,14 @@ def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
         for i, s in enumerate(r["suspects"][:3], 1):
             if s["canaries_seen"] or i == 1:
                 out.print(f"  {i}. {s['explanation']}")
+        decision = r.get("attribution") or {}
+        if decision:
+            out.print(
+                f"Accusation rule: innocent match chance at most {decision['threshold']:.1e} "
+                f"(ε = {decision['epsilon']:g} over {decision['recipients']} recipients, "
+                f"{decision['layers']} layer(s)); simplest explanation: "
+                f"{', '.join(decision['cover']) or 'none'}."
+            )
     else:
         out.print(
             "No suspect: nothing in this file matches a canary or a customer shared with anyone."

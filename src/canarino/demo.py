@@ -89,7 +89,12 @@ class DemoSummary:
 
 
 def run_demo(
-    workdir: Path, *, customers: int = 20_000, seed: int = 2026, reporter: Reporter | None = None
+    workdir: Path,
+    *,
+    customers: int = 20_000,
+    seed: int = 2026,
+    leak_fraction: float = LEAK_FRACTION,
+    reporter: Reporter | None = None,
 ) -> DemoSummary:
     """Run the whole flow on generated data inside ``workdir``."""
     rep = reporter or _Quiet()
@@ -156,12 +161,12 @@ def run_demo(
     )
     lap("share")
 
-    rep.step(f"{LEAKER} leaks {LEAK_FRACTION:.0%} of its export, reformatted and mixed")
+    rep.step(f"{LEAKER} leaks {leak_fraction:.0%} of its export, reformatted and mixed")
     leak = files / "leak" / "dump-found-online.csv"
     leak.parent.mkdir(exist_ok=True)
     noise = max(200, customers // 20)
     leaked = make_dump(
-        shares[0].path, leak, fraction=LEAK_FRACTION, seed=seed + 1, noise_rows=noise
+        shares[0].path, leak, fraction=leak_fraction, seed=seed + 1, noise_rows=noise
     )
     rep.done("Leak", f"{leaked:,} rows of the export plus {noise:,} unrelated rows")
     lap("leak")

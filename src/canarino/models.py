@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -92,10 +93,18 @@ class Recipient(Base):
 
 
 class Canary(Base):
-    """A synthetic customer; its identity is sealed like a real one."""
+    """A synthetic customer; its identity is sealed like a real one.
+
+    ``layer`` is ``exclusive`` (planted in one share), ``shared`` (drawn into each share
+    with probability ``bias``) or ``control`` (never shared: measures background noise).
+    """
 
     __tablename__ = "canaries"
     id: Mapped[int] = mapped_column(primary_key=True)
+    layer: Mapped[str] = mapped_column(
+        String(16), default="exclusive", server_default="exclusive", index=True
+    )
+    bias: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     locale: Mapped[str] = mapped_column(String(16))
     country: Mapped[str | None] = mapped_column(String(2))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)

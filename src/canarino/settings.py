@@ -64,6 +64,32 @@ class Settings(BaseSettings):
     canary_miss: float = Field(
         0.01, gt=0, lt=1, description="Accepted chance that such a smallest leak has no canary."
     )
+    colluders: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Most recipients expected to merge their copies; above 1 adds a shared "
+        "canary layer that survives colluders keeping only the records they all hold.",
+    )
+    epsilon: float = Field(
+        1e-6,
+        gt=0,
+        lt=0.5,
+        description="Accepted chance, per trace, of accusing any innocent recipient.",
+    )
+    noise: float = Field(
+        1e-6,
+        ge=0,
+        lt=1,
+        description="Assumed chance that a canary shows up in a leak without its recipient "
+        "having leaked it; control canaries raise it when they are seen.",
+    )
+    design_recipients: int = Field(
+        100, ge=1, description="Recipients to size the canary design for, at the least."
+    )
+    control_canaries: int = Field(
+        100, ge=0, description="Canaries never shared, kept to measure background noise."
+    )
     batch_rows: int = Field(65_536, ge=1_000, description="Rows per batch when streaming dumps.")
     max_line_bytes: int = Field(
         1 << 20, ge=1024, description="Longest line accepted in a CSV file, in bytes."

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from . import models as m
 from . import store
-from .canaries import CanaryFactory, CanaryIdentity, budget, detection_limit
+from .canaries import CanaryFactory, CanaryIdentity
 from .customers import CUSTOMER_CONTEXT
+from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput
 from .fields import parse_field_list
 from .workspace import Workspace
@@ -67,6 +70,22 @@ def _select_customers(text: str) -> Select[tuple[int, bytes]]:
     return query
 
 
+def design_for(ws: Workspace, s: Session) -> Design:
+    """The canary design for this workspace's settings and recipient count."""
+    recipients = s.scalar(select(func.count()).select_from(m.Recipient)) or 0
+    cfg = ws.settings
+    return plan(
+        DesignInput(
+            recipients=max(cfg.design_recipients, recipients),
+            colluders=cfg.colluders,
+            smallest_leak=cfg.canary_smallest_leak,
+            epsilon=cfg.epsilon,
+            miss=cfg.canary_miss,
+            noise=cfg.noise,
+        )
+    )
+
+
 def create_share(
     ws: Workspace,
     recipient: str,
@@ -78,7 +97,9 @@ def create_share(
 ) -> ShareResult:
     """Write the export ``recipient`` gets, with this share's canaries, and record it.
 
-    Every row, real or canary, is written the same way; rows are shuffled so position says
+    The share gets fresh exclusive canaries and, when the design has a shared layer, each
+    pooled canary independently with the layer's bias; both draws are secret. Every row,
+    real or canary, is written the same way and rows are shuffled, so position says
     nothing. The file appears only once the share is recorded.
     """
     names = parse_field_list(fields) if isinstance(fields, str) else list(fields)
@@ -99,21 +120,33 @@ def create_share(
         ]
         if not real:
             raise InvalidInput("no customer matches --customers; nothing to share")
-        count = budget(
-            len(real),
-            minimum=ws.settings.canary_min,
-            max_fraction=ws.settings.canary_max_fraction,
-            smallest_leak=ws.settings.canary_smallest_leak,
-            miss=ws.settings.canary_miss,
+        design = design_for(ws, s)
+
+        def make(n: int) -> list[CanaryIdentity]:
+            out = []
+            for _ in range(n):
+                template = rng.choice(real)[1]
+                out.append(
+                    factory.make(template, template.get("country"), template.get("language"))
+                )
+            return out
+
+        exclusive_layer = design.layer("exclusive")
+        assert exclusive_layer is not None
+        cap = math.floor(len(real) * ws.settings.canary_max_fraction)
+        count = max(ws.settings.canary_min, min(exclusive_layer.per_share, cap))
+        exclusive = make(count)
+        exclusive_ids = _insert_canaries(ws, s, exclusive, "exclusive", 0.0)
+        chosen: list[tuple[int, dict[str, str]]] = list(
+            zip(exclusive_ids, [c.fields for c in exclusive], strict=True)
         )
-        canaries = []
-        for _ in range(count):
-            template = rng.choice(real)[1]
-            canaries.append(
-                factory.make(template, template.get("country"), template.get("language"))
-            )
+        shared_layer = design.layer("shared")
+        if shared_layer is not None:
+            pool = _pool(ws, s, "shared", shared_layer.bias, shared_layer.pool, make)
+            chosen += [(cid, rec) for cid, rec in pool if rng.random() < shared_layer.bias]
+        _pool(ws, s, "control", 0.0, ws.settings.control_canaries, make, load=False)
         rows = [[rec.get(f, "") for f in names] for _, rec in real]
-        rows += [[c.fields.get(f, "") for f in names] for c in canaries]
+        rows += [[rec.get(f, "") for f in names] for _, rec in chosen]
         rng.shuffle(rows)
         tmp, digest = _write_csv(out, names, rows)
         try:
@@ -122,12 +155,12 @@ def create_share(
                 fields=names,
                 customer_filter=customer_filter,
                 customer_count=len(real),
-                canary_count=len(canaries),
+                canary_count=len(chosen),
                 export_sha256=digest,
             )
             s.add(share)
             s.flush()
-            _record(ws, s, share.id, [cid for cid, _ in real], canaries)
+            _record(s, share.id, [cid for cid, _ in real], [cid for cid, _ in chosen])
             s.flush()
             os.replace(tmp, out)
         except BaseException:
@@ -138,12 +171,67 @@ def create_share(
             who.name,
             share.created_at,
             len(real),
-            len(canaries),
+            len(chosen),
             names,
             out,
             digest,
-            detection_limit(len(canaries), ws.settings.canary_miss),
+            detection_limit(count, ws.settings.canary_miss),
         )
+
+
+def _pool(
+    ws: Workspace,
+    s: Session,
+    layer: str,
+    bias: float,
+    size: int,
+    make: Callable[[int], list[CanaryIdentity]],
+    *,
+    load: bool = True,
+) -> list[tuple[int, dict[str, str]]]:
+    """The canaries of a standing pool, topped up to ``size``."""
+    query = select(m.Canary.id, m.Canary.sealed).where(
+        m.Canary.layer == layer, m.Canary.bias == bias
+    )
+    existing = s.execute(query).all()
+    missing = size - len(existing)
+    if missing > 0:
+        _insert_canaries(ws, s, make(missing), layer, bias)
+        existing = s.execute(query).all()
+    if not load:
+        return []
+    return [(cid, ws.vault.open(sealed, context=CANARY_CONTEXT)) for cid, sealed in existing]
+
+
+def _insert_canaries(
+    ws: Workspace, s: Session, canaries: list[CanaryIdentity], layer: str, bias: float
+) -> list[int]:
+    if not canaries:
+        return []
+    ids = list(
+        s.scalars(
+            insert(m.Canary).returning(m.Canary.id, sort_by_parameter_order=True),
+            [
+                {
+                    "layer": layer,
+                    "bias": bias,
+                    "locale": c.locale,
+                    "country": c.country,
+                    "sealed": ws.vault.seal(c.fields, context=CANARY_CONTEXT),
+                }
+                for c in canaries
+            ],
+        ).all()
+    )
+    ps = ws.vault.pseudonyms
+    pseudonyms = [
+        {"digest": ps.digest(kind, c.fields[kind]), "kind": kind, "canary_id": cid}
+        for cid, c in zip(ids, canaries, strict=True)
+        for kind in ("email", "phone")
+        if c.fields.get(kind)
+    ]
+    s.execute(insert(m.Pseudonym), pseudonyms)
+    return ids
 
 
 def _write_csv(out: Path, header: list[str], rows: list[list[str]]) -> tuple[Path, str]:
@@ -165,45 +253,16 @@ def _write_csv(out: Path, header: list[str], rows: list[list[str]]) -> tuple[Pat
     return tmp, digest.hexdigest()
 
 
-def _record(
-    ws: Workspace,
-    s: Session,
-    share_id: int,
-    customer_ids: list[int],
-    canaries: list[CanaryIdentity],
-) -> None:
+def _record(s: Session, share_id: int, customer_ids: list[int], canary_ids: list[int]) -> None:
     for start in range(0, len(customer_ids), 10_000):
+        chunk = customer_ids[start : start + 10_000]
         s.execute(
-            insert(m.ShareCustomer),
-            [
-                {"share_id": share_id, "customer_id": c}
-                for c in customer_ids[start : start + 10_000]
-            ],
+            insert(m.ShareCustomer), [{"share_id": share_id, "customer_id": c} for c in chunk]
         )
-    if not canaries:
-        return
-    ids = s.scalars(
-        insert(m.Canary).returning(m.Canary.id, sort_by_parameter_order=True),
-        [
-            {
-                "locale": c.locale,
-                "country": c.country,
-                "sealed": ws.vault.seal(c.fields, context=CANARY_CONTEXT),
-            }
-            for c in canaries
-        ],
-    ).all()
-    s.execute(insert(m.ShareCanary), [{"share_id": share_id, "canary_id": i} for i in ids])
-    ps = ws.vault.pseudonyms
-    s.execute(
-        insert(m.Pseudonym),
-        [
-            {"digest": ps.digest(kind, c.fields[kind]), "kind": kind, "canary_id": cid}
-            for cid, c in zip(ids, canaries, strict=True)
-            for kind in ("email", "phone")
-            if c.fields.get(kind)
-        ],
-    )
+    if canary_ids:
+        s.execute(
+            insert(m.ShareCanary), [{"share_id": share_id, "canary_id": c} for c in canary_ids]
+        )
 
 
 def count_shares(ws: Workspace) -> int:

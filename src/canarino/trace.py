@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from . import models as m
 from . import store
-from .attribution import ShareFacts, Suspect, attribute
+from .attribution import Attribution, CanaryFacts, ShareFacts, Suspect, attribute
 from .errors import InvalidInput
 from .normalize import PhoneCandidates
 from .scope import (
@@ -50,6 +50,7 @@ class TraceReport:
     canaries_matched: int
     suspects: list[Suspect] = field(default_factory=list)
     scope: Scope = field(default_factory=Scope)
+    attribution: Attribution | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -65,6 +66,11 @@ class TraceReport:
             "customers_matched": self.customers_matched,
             "canaries_matched": self.canaries_matched,
             "suspects": [s.as_dict() for s in self.suspects],
+            "attribution": {
+                k: v
+                for k, v in (self.attribution.as_dict() if self.attribution else {}).items()
+                if k != "suspects"
+            },
             "scope": self.scope.as_dict(),
         }
 
@@ -128,7 +134,7 @@ def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) ->
         customers = {o: mask for o, mask in exposed.items() if o > 0}
         canaries = {-o: matched_by[o] for o in exposed if o < 0}
         _insert_matches(s, trace.id, customers, canaries)
-        suspects = _suspects(s, trace.id, canaries, len(customers))
+        decision = _attribute(ws, s, trace.id, len(customers), trace.created_at)
         scope = build_scope(_scope_groups(s, trace.id))
         names = {
             (
@@ -149,8 +155,9 @@ def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) ->
             names,
             len(customers),
             len(canaries),
-            suspects,
+            decision.suspects,
             scope,
+            decision,
         )
         trace.result = report.as_dict()
         return report
@@ -182,17 +189,20 @@ def _insert_matches(
         )
 
 
-def _suspects(
-    s: Session, trace_id: int, canaries: dict[int, int], customers_matched: int
-) -> list[Suspect]:
-    canary_shares: dict[int, list[int]] = {cid: [] for cid in canaries}
+def _attribute(
+    ws: Workspace, s: Session, trace_id: int, customers_matched: int, found_at: datetime
+) -> Attribution:
+    observed: dict[int, tuple[str, float, list[int]]] = {}
     rows = s.execute(
-        select(m.ShareCanary.canary_id, m.ShareCanary.share_id)
-        .join(m.TraceCanary, m.TraceCanary.canary_id == m.ShareCanary.canary_id)
+        select(m.Canary.id, m.Canary.layer, m.Canary.bias, m.ShareCanary.share_id)
+        .join(m.TraceCanary, m.TraceCanary.canary_id == m.Canary.id)
+        .outerjoin(m.ShareCanary, m.ShareCanary.canary_id == m.Canary.id)
         .where(m.TraceCanary.trace_id == trace_id)
     )
-    for cid, sid in rows:
-        canary_shares[cid].append(sid)
+    for cid, layer, bias, sid in rows:
+        entry = observed.setdefault(cid, (layer, bias, []))
+        if sid is not None:
+            entry[2].append(sid)
     per_share = dict(
         s.execute(
             select(m.ShareCustomer.share_id, func.count())
@@ -201,15 +211,18 @@ def _suspects(
             .group_by(m.ShareCustomer.share_id)
         ).all()
     )
-    share_ids = set(per_share) | {sid for sids in canary_shares.values() for sid in sids}
+    touched = set(per_share) | {sid for _, _, sids in observed.values() for sid in sids}
+    recipient_ids = set(
+        s.scalars(select(m.Share.recipient_id).where(m.Share.id.in_(touched))) if touched else []
+    )
     parent = aliased(m.Recipient)
     facts: dict[int, ShareFacts] = {}
-    if share_ids:
+    if recipient_ids:
         query = (
             select(m.Share, m.Recipient, parent.name)
             .join(m.Recipient, m.Share.recipient_id == m.Recipient.id)
             .outerjoin(parent, m.Recipient.parent_id == parent.id)
-            .where(m.Share.id.in_(share_ids))
+            .where(m.Share.recipient_id.in_(recipient_ids), m.Share.created_at <= found_at)
         )
         for share, who, parent_name in s.execute(query):
             facts[share.id] = ShareFacts(
@@ -222,7 +235,37 @@ def _suspects(
                 share.customer_count,
                 share.canary_count,
             )
-    return attribute(facts, canary_shares, per_share, customers_matched)
+    exclusive_counts: dict[int, int] = {}
+    if recipient_ids:
+        exclusive_counts = dict(
+            s.execute(
+                select(m.Share.recipient_id, func.count())
+                .join(m.ShareCanary, m.ShareCanary.share_id == m.Share.id)
+                .join(m.Canary, m.Canary.id == m.ShareCanary.canary_id)
+                .where(m.Share.recipient_id.in_(recipient_ids), m.Canary.layer == "exclusive")
+                .group_by(m.Share.recipient_id)
+            ).all()
+        )
+    controls_total = s.scalar(
+        select(func.count()).select_from(m.Canary).where(m.Canary.layer == "control")
+    )
+    controls_seen = sum(1 for layer, _, _ in observed.values() if layer == "control")
+    recipients = s.scalar(select(func.count()).select_from(m.Recipient)) or 0
+    return attribute(
+        facts,
+        [
+            CanaryFacts(cid, layer, bias, tuple(sids))
+            for cid, (layer, bias, sids) in observed.items()
+        ],
+        exclusive_counts,
+        per_share,
+        customers_matched,
+        recipients=recipients,
+        epsilon=ws.settings.epsilon,
+        noise=ws.settings.noise,
+        controls=(controls_seen, controls_total or 0),
+        found_at=found_at,
+    )
 
 
 def _scope_groups(s: Session, trace_id: int) -> list[tuple[str | None, str | None, str, int]]:
