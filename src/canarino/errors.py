@@ -4,6 +4,7 @@
      ├── InvalidInput             a file, option or value that cannot be used as given
      ├── NotFound                 a workspace, recipient, trace or incident that does not exist
      ├── WorkspaceError           a workspace that is missing, unreadable or half-made
+     ├── RuleFileError            a law rule file that cannot be read or does not validate
      ├── DeliveryError            a notice that could not be handed to its channel
      └── PermissionDenied         an action the caller's role does not allow
 
@@ -40,6 +41,10 @@ class NotFound(CanarinoError):
 
 class WorkspaceError(CanarinoError):
     """A workspace that is missing, unreadable or incomplete."""
+
+
+class RuleFileError(CanarinoError):
+    """A rule file that cannot be read or does not fit the rule models."""
 
 
 class DeliveryError(CanarinoError):

@@ -23,8 +23,8 @@ class Field:
     headers: tuple[str, ...]
 
 
-# Categories follow the obligations taxonomy: contact data, identity, government id,
-# financial, account, demographic. Order here is the order notices list fields in.
+# Categories are those of the obligations taxonomy (rules_schema.Category), so exposed
+# fields feed the law engine directly. Order here is the order notices list fields in.
 FIELDS: tuple[Field, ...] = (
     Field(
         "first_name",
@@ -186,7 +186,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "iban",
-        "financial",
+        "financial_account",
         "bank account (IBAN)",
         "conto bancario (IBAN)",
         ("iban", "bank account", "conto", "conto corrente"),
