@@ -17,7 +17,7 @@ because which customers went where was not random.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -44,12 +44,15 @@ class ShareFacts:
 
 @dataclass(frozen=True)
 class CanaryFacts:
-    """An observed canary: its layer, its bias and the share events it went out in."""
+    """An observed canary: its layer, its bias and the share events it went out in.
+
+    ``shares`` may be a tuple or an integer array; arrays keep large decodes fast.
+    """
 
     canary_id: int
     layer: str
     bias: float
-    shares: tuple[int, ...]
+    shares: tuple[int, ...] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -174,74 +177,92 @@ def attribute(
     observed canary or customer; ``observed`` the canaries found (controls included);
     ``exclusive_counts`` each recipient's number of exclusive canaries over all its
     shares; ``controls`` = (control canaries seen, control canaries in the pool), which
-    raise the noise estimate when the channel is noisier than assumed.
+    raise the noise estimate when the channel is noisier than assumed. Every accused
+    recipient is returned, then the strongest others up to ``limit`` in all.
     """
     seen_controls, pool_controls = controls
     if seen_controls and pool_controls:
         noise = max(noise, seen_controls / pool_controls)
     evidence = [c for c in observed if c.layer != "control"]
-    events: dict[int, list[ShareFacts]] = defaultdict(list)
-    for facts in shares.values():
-        events[facts.recipient_id].append(facts)
     layers = 1 + any(c.layer == "shared" for c in evidence)
     threshold = epsilon / (max(recipients, 1) * layers)
 
-    holders: dict[int, set[int]] = defaultdict(set)  # recipient -> observed canaries held
-    canaries_by_share: Counter[int] = Counter()
-    for c in evidence:
-        for sid in c.shares:
-            if sid in shares:
-                holders[shares[sid].recipient_id].add(c.canary_id)
-                canaries_by_share[sid] += 1
-    exclusive_ids = {c.canary_id for c in evidence if c.layer == "exclusive"}
-    shared_seen = [c for c in evidence if c.layer == "shared"]
+    # Recipients get dense indices so every count below is one vectorised pass.
+    rids = sorted({f.recipient_id for f in shares.values()})
+    index = {rid: i for i, rid in enumerate(rids)}
+    n = len(rids)
+    share_ids = np.fromiter(shares, dtype=np.int64, count=len(shares))
+    lookup = np.full(int(share_ids.max()) + 2 if len(shares) else 1, -1, dtype=np.int64)
+    lookup[share_ids] = [index[shares[int(sid)].recipient_id] for sid in share_ids]
+    events = np.bincount(lookup[share_ids], minlength=n)
 
-    tails_by_events: dict[int, np.ndarray] = {}
-
-    def shared_tail(events_held: int, hits: int) -> float:
+    # One (canary, share) pair per planting; a canary counts once per recipient holding it.
+    arrays = [np.asarray(c.shares, dtype=np.int64) for c in evidence]
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    canary_of = np.repeat(np.arange(len(evidence)), lengths)
+    known = (flat >= 0) & (flat < lookup.size - 1)
+    owner = np.full(flat.size, -1, dtype=np.int64)
+    owner[known] = lookup[flat[known]]
+    valid = owner >= 0
+    pairs = np.sort(canary_of[valid] * max(n, 1) + owner[valid])
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if pairs.size else pairs
+    pair_canary, pair_owner = pairs // max(n, 1), pairs % max(n, 1)
+    exclusive_mask = np.array([c.layer == "exclusive" for c in evidence], dtype=bool)
+    is_exclusive = exclusive_mask[pair_canary] if pairs.size else np.zeros(0, dtype=bool)
+    hx = np.bincount(pair_owner[is_exclusive], minlength=n)
+    hs = np.bincount(pair_owner[~is_exclusive], minlength=n)
+    m = np.array([exclusive_counts.get(rid, 0) for rid in rids])
+    p_x = np.ones(n)
+    hit = hx > 0
+    p_x[hit] = binom.sf(hx[hit] - 1, m[hit], noise)
+    p_s = np.ones(n)
+    shared_biases = [c.bias for c, ex in zip(evidence, exclusive_mask, strict=True) if not ex]
+    for k in np.unique(events[hs > 0]):
         # Innocent j holds shared canary i with probability 1 - (1 - q_i)^k over k events.
-        if events_held not in tails_by_events:
-            probs = [1 - (1 - c.bias) ** events_held for c in shared_seen]
-            tails_by_events[events_held] = poisson_binomial_tails(probs)
-        return float(tails_by_events[events_held][hits])
-
-    candidates = set(holders)
-    for sid in customers_per_share:
+        tails = poisson_binomial_tails([1 - (1 - q) ** int(k) for q in shared_biases])
+        rows = (hs > 0) & (events == k)
+        p_s[rows] = tails[hs[rows]]
+    p = np.minimum(p_x, p_s)
+    covered = np.zeros(n, dtype=np.int64)
+    for sid, count in customers_per_share.items():
         if sid in shares:
-            candidates.add(shares[sid].recipient_id)
-    suspects: list[Suspect] = []
-    for rid in candidates:
-        facts = sorted(events[rid], key=lambda f: f.created_at)
-        held = holders.get(rid, set())
-        hx = len(held & exclusive_ids)
-        p_x = binomial_tail(hx, exclusive_counts.get(rid, 0), noise) if hx else 1.0
-        p_s = 1.0
-        hs = len(held) - hx
-        if hs:
-            p_s = shared_tail(len(facts), hs)
-        p, layer = (p_x, "exclusive") if p_x <= p_s else (p_s, "shared")
-        covered = min(customers_matched, sum(customers_per_share.get(f.share_id, 0) for f in facts))
-        coverage = covered / customers_matched if customers_matched else 0.0
-        if not held and coverage < MIN_COVERAGE:
-            continue  # misses most leaked customers and holds no canary: not a source
+            covered[index[shares[sid].recipient_id]] += count
+    covered = np.minimum(covered, customers_matched)
+    coverage = covered / customers_matched if customers_matched else np.zeros(n)
+    held = hx + hs
+    keep = (held > 0) | (coverage >= MIN_COVERAGE)
+    order = sorted(np.flatnonzero(keep), key=lambda i: (p[i], -held[i], -covered[i], rids[i]))
+    accused = [i for i in order if p[i] <= threshold]
+    chosen = accused + [i for i in order if p[i] > threshold][: max(0, limit - len(accused))]
+
+    planted = np.bincount(flat[known], minlength=lookup.size) if flat.size else np.zeros(0)
+    per_recipient: dict[int, list[ShareFacts]] = defaultdict(list)
+    for f in shares.values():
+        per_recipient[index[f.recipient_id]].append(f)
+    suspects = []
+    for i in chosen:
+        facts = sorted(per_recipient[i], key=lambda f: f.created_at)
         first = facts[0]
         suspect = Suspect(
             recipient=first.recipient,
             kind=first.kind,
             parent=first.parent,
-            accused=p <= threshold,
-            p_value=p,
-            layer=layer if held else "customers",
-            score=round(len(held) / len(evidence), 4) if evidence else round(0.5 * coverage, 4),
-            canaries_seen=len(held),
+            accused=bool(p[i] <= threshold),
+            p_value=float(p[i]),
+            layer=("exclusive" if p_x[i] <= p_s[i] else "shared") if held[i] else "customers",
+            score=round(float(held[i]) / len(evidence), 4)
+            if evidence
+            else round(0.5 * float(coverage[i]), 4),
+            canaries_seen=int(held[i]),
             canaries_observed=len(evidence),
-            customers_covered=covered,
+            customers_covered=int(covered[i]),
             customers_matched=customers_matched,
             shares=[
                 ShareEvidence(
                     f.share_id,
                     f.created_at.isoformat(timespec="seconds"),
-                    canaries_by_share.get(f.share_id, 0),
+                    int(planted[f.share_id]) if f.share_id < planted.size else 0,
                     f.canaries,
                     customers_per_share.get(f.share_id, 0),
                     f.customers,
@@ -252,17 +273,22 @@ def attribute(
         suspect.window = _window(suspect, found_at)
         suspect.explanation = explain(suspect)
         suspects.append(suspect)
-    suspects.sort(key=lambda s: (s.p_value, -s.canaries_seen, -s.customers_covered, s.recipient))
-    names = {rid: events[rid][0].recipient for rid in holders if events[rid]}
+    # The cover only needs the recipients that hold the most observed canaries.
+    strongest = [int(i) for i in np.argsort(-held, kind="stable")[:50] if held[i] > 0]
+    holdings: dict[int, set[int]] = {i: set() for i in strongest}
+    near = np.isin(pair_owner, strongest)
+    for i, ci in zip(pair_owner[near].tolist(), pair_canary[near].tolist(), strict=True):
+        holdings[i].add(evidence[ci].canary_id)
+    names = {i: per_recipient[i][0].recipient for i in strongest}
     return Attribution(
-        suspects[:limit],
+        suspects,
         threshold,
         epsilon,
         recipients,
         layers,
         noise,
         seen_controls,
-        greedy_cover(holders, names),
+        greedy_cover(holdings, names),
     )
 
 
