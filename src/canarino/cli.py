@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -30,7 +31,7 @@ from .attribution import one_in
 from .design import DesignInput, plan
 from .errors import CanarinoError, InvalidInput
 from .fields import label
-from .obligations import format_remaining
+from .obligations import format_remaining, next_due
 from .sources import SOURCES
 from .workspace import Workspace, init_workspace, open_workspace
 
@@ -55,6 +56,7 @@ def _app(help_text: str) -> typer.Typer:
         cls=_Group,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
         rich_markup_mode=None,
         add_completion=False,
     )
@@ -500,11 +502,24 @@ def incidents_list(workspace: WorkspaceOpt = None) -> None:
     now = datetime.now(UTC)
     table = Table("id", "title", "status", "people", "next deadline")
     for v in views:
-        nxt = min(v.obligations, key=lambda o: o.due_at)
-        table.add_row(
-            str(v.id), v.title, v.status, f"{v.people:,}", format_remaining(nxt.remaining(now))
-        )
+        nxt = next_due(v.obligations)
+        left = format_remaining(nxt.remaining(now)) if nxt else "none"
+        table.add_row(str(v.id), v.title, v.status, f"{v.people:,}", left)
     out.print(table)
+
+
+@incidents_app.command("risk")
+def incidents_risk(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    level: Annotated[str, typer.Argument(help="none, risk or high_risk.")],
+    reason: Annotated[str, typer.Option(help="Why: recorded with the assessment.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record the risk assessment of an incident; its obligations are recomputed."""
+    with _workspace(workspace) as ws:
+        view = incidents.assess_risk(ws, incident_id, level, reason)
+        _render_incident(view, ws.settings.timezone, json_out)
 
 
 def _render_incident(view: incidents.IncidentView, tz: str, json_out: bool) -> None:
@@ -523,19 +538,25 @@ def _render_incident(view: incidents.IncidentView, tz: str, json_out: bool) -> N
     for country, count in view.by_country.items():
         countries.add_row(country, f"{count:,}")
     out.print(exposed, countries)
-    deadlines = Table(
-        "duty", "due (local)", "due (UTC)", "time left", "citation", title="Obligations"
-    )
+    out.print(f"  risk: [bold]{view.risk}[/] — {view.risk_reason}")
+    deadlines = Table("duty", "to", "due (local)", "time left", "citation", title="Obligations")
     for o in view.obligations:
         d = o.as_dict(now, tz)
+        to = d["authority"] or o.recipient
+        mark = "" if o.verification == "verified" else " [yellow](unverified)[/]"
         deadlines.add_row(
-            o.duty,
-            str(d["due_local"]),
-            str(d["due_at"]),
+            f"{o.title or o.duty} [{o.jurisdiction}]",
+            to,
+            o.due_at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z") if o.due_at else "-",
             format_remaining(o.remaining(now)),
-            o.citation,
+            o.citation + mark,
         )
     out.print(deadlines)
+    if view.uncovered:
+        out.print(
+            "[yellow]No rule file covers: " + ", ".join(view.uncovered) + " — check these "
+            "jurisdictions by hand.[/]"
+        )
     if view.notices:
         out.print("Notices: " + ", ".join(f"{k} {v:,}" for k, v in sorted(view.notices.items())))
 
@@ -679,11 +700,14 @@ def _render_demo(s: demo.DemoSummary) -> None:
     )
     _render_trace(s.trace.as_dict(), top=5)
     now = datetime.now(UTC)
-    gdpr = s.incident.obligations[0]
-    out.print(
-        f"Incident #{s.incident.id}: {s.incident.people:,} people; GDPR Art. 33 notice to the "
-        f"Garante due {gdpr.due_at.isoformat(timespec='minutes')} ({format_remaining(gdpr.remaining(now))})."
-    )
+    nxt = next_due(s.incident.obligations)
+    duties = len(s.incident.obligations)
+    if nxt is not None and nxt.due_at is not None:
+        out.print(
+            f"Incident #{s.incident.id}: {s.incident.people:,} people, {duties} legal duties; "
+            f"first: {nxt.title or nxt.duty} ({nxt.citation}) due "
+            f"{nxt.due_at.isoformat(timespec='minutes')} ({format_remaining(nxt.remaining(now))})."
+        )
     skipped = sum(s.skipped.values())
     out.print(
         f"Notices: {s.prepared:,} prepared, {s.sent:,} sent, {s.received:,} received by the loopback "

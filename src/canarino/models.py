@@ -209,6 +209,8 @@ class Incident(Base):
     aware_at: Mapped[datetime]
     occurred_at: Mapped[datetime | None]
     contained_at: Mapped[datetime | None]
+    risk: Mapped[str] = mapped_column(String(16), default="risk", server_default="risk")
+    risk_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class IncidentPerson(Base):

@@ -51,6 +51,19 @@ class Settings(BaseSettings):
         description="Monitored phone number prefixes in E.164 (e.g. +3934755) canaries use.",
     )
     timezone: str = Field("Europe/Rome", description="Time zone deadlines are shown in.")
+    establishment: str = Field(
+        "IT",
+        description="Country of the company's main establishment (ISO code): decides the "
+        "lead supervisory authority under the GDPR.",
+    )
+    role: str = Field(
+        "controller", description="The company's role for the shared data: controller or processor."
+    )
+    sectors: list[str] = Field(
+        default_factory=list,
+        description="Regimes that apply to the company, e.g. telecom_provider, "
+        "hipaa_covered_entity, nis2_entity.",
+    )
     canary_min: int = Field(10, ge=1, description="Fewest canaries added to any share.")
     canary_max_fraction: float = Field(
         0.02, gt=0, le=0.2, description="Most canaries in a share, as a fraction of its rows."
