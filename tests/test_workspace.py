@@ -114,3 +114,10 @@ def test_database_url_is_secret_in_repr(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path, database_url="postgresql://u:hunter2@h/db")
     assert "hunter2" not in repr(settings)
     assert settings.url.endswith("@h/db")
+
+
+def test_every_setting_is_in_the_guide() -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    for name in Settings.model_fields:
+        if name != "workspace":
+            assert f"`{name}`" in guide, f"setting {name} is not in docs/guide.md"
