@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from .fields import BY_NAME, FIELD_NAMES, field_for_header
 from .normalize import PhoneCandidates, Pseudonymizer, fast_email
+from .recognition import Candidate, Monitored
 
 _EMAIL = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}\s*$")
 _PHONE = re.compile(r"^\s*(?:\+|00)?[\d\s().\-/]{7,20}\s*$")
@@ -90,11 +91,16 @@ def _digits(text: str) -> int:
 
 @dataclass
 class BatchMatch:
-    """Rows of one batch that matched, with the owner and the fields present."""
+    """Rows of one batch that matched, with the owner and the fields present.
+
+    ``candidates`` are unmatched rows whose contact values point at the monitored
+    domains or ranges: possibly damaged canaries, for :mod:`canarino.recognition`.
+    """
 
     owners: npt.NDArray[np.int64]
     masks: npt.NDArray[np.int64]
     kinds: npt.NDArray[np.int64]
+    candidates: list[Candidate] = field(default_factory=list)
 
 
 class Matcher:
@@ -106,8 +112,13 @@ class Matcher:
         pseudonyms: Pseudonymizer,
         phones: PhoneCandidates,
         columns: dict[int, str],
+        monitored: Monitored | None = None,
     ) -> None:
         self.index = index
+        self.monitored = monitored
+        self.name_cols = [
+            i for i, f in columns.items() if f in ("full_name", "first_name", "last_name")
+        ]
         self.pseudonyms = pseudonyms
         self.phones = phones
         self.columns = columns
@@ -122,8 +133,11 @@ class Matcher:
             masks |= np.where(present.to_numpy(zero_copy_only=False), FIELD_BIT[name], 0)
         return masks
 
-    def match(self, batch: pa.RecordBatch) -> BatchMatch:
-        """Find the rows of ``batch`` that are customers or canaries."""
+    def match(self, batch: pa.RecordBatch, first_row: int = 0) -> BatchMatch:
+        """Find the rows of ``batch`` that are customers or canaries.
+
+        ``first_row`` numbers the batch's rows within the whole file, for candidates.
+        """
         rows: list[npt.NDArray[np.int64]] = []
         owners: list[npt.NDArray[np.int64]] = []
         kinds: list[npt.NDArray[np.int64]] = []
@@ -158,7 +172,30 @@ class Matcher:
             return BatchMatch(empty, empty, empty)
         row_idx = np.concatenate(rows)
         masks = self.field_masks(batch)[row_idx] if row_idx.size else row_idx
-        return BatchMatch(np.concatenate(owners), masks, np.concatenate(kinds))
+        candidates = self._candidates(batch, set(row_idx.tolist()), first_row)
+        return BatchMatch(np.concatenate(owners), masks, np.concatenate(kinds), candidates)
+
+    def _candidates(
+        self, batch: pa.RecordBatch, matched: set[int], first_row: int
+    ) -> list[Candidate]:
+        if self.monitored is None:
+            return []
+        emails = batch.column(self.email_cols[0]).to_pylist() if self.email_cols else None
+        phones = batch.column(self.phone_cols[0]).to_pylist() if self.phone_cols else None
+        names = [batch.column(i).to_pylist() for i in self.name_cols]
+        out: list[Candidate] = []
+        for pos in range(batch.num_rows):
+            if pos in matched:
+                continue
+            email = emails[pos] if emails else None
+            phone = None
+            if phones and phones[pos]:
+                forms = [f for f in self.phones(phones[pos]) if self.monitored.phone_range(f)]
+                phone = forms[0] if forms else None
+            if self.monitored.points_at_us(email, phone):
+                name = " ".join(col[pos] or "" for col in names)
+                out.append(Candidate(first_row + pos, email, phone, name))
+        return out
 
 
 def merge(matches: Iterable[BatchMatch]) -> tuple[dict[int, int], dict[int, int]]:

@@ -17,6 +17,7 @@ from . import store
 from .attribution import Attribution, CanaryFacts, ShareFacts, Suspect, attribute
 from .errors import InvalidInput
 from .normalize import PhoneCandidates
+from .recognition import CanaryRecognizer, Candidate, Monitored, Recognition
 from .scope import (
     FIELD_BIT,
     BatchMatch,
@@ -28,10 +29,13 @@ from .scope import (
     fields_of,
     merge,
 )
+from .shares import CANARY_CONTEXT
 from .sources import Limits, open_source
 from .workspace import Workspace
 
 Progress = Callable[[int, int], None]
+# Damaged rows on monitored domains compared in clear; more than this is not a typo.
+MAX_CANDIDATES = 100_000
 
 
 @dataclass
@@ -102,14 +106,19 @@ def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) ->
     with ws.db.session() as s:
         index = load_index(s)
         phones = PhoneCandidates(store.customer_countries(s) or ["IT"])
+        monitored = Monitored(ws.settings.mail_domains, ws.settings.phone_ranges)
         matcher: Matcher | None = None
         matches: list[BatchMatch] = []
+        candidates: list[Candidate] = []
         rows = 0
         for batch in source.batches():
             if matcher is None:
                 columns = classify_columns(layout.headers, batch.data)
-                matcher = Matcher(index, ws.vault.pseudonyms, phones, columns)
-            matches.append(matcher.match(batch.data))
+                matcher = Matcher(index, ws.vault.pseudonyms, phones, columns, monitored)
+            found = matcher.match(batch.data, batch.first_row)
+            candidates += found.candidates[: MAX_CANDIDATES - len(candidates)]
+            found.candidates = []
+            matches.append(found)
             rows += batch.data.num_rows
             if progress:
                 progress(batch.bytes_read, source.size)
@@ -132,7 +141,13 @@ def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) ->
         s.add(trace)
         s.flush()
         customers = {o: mask for o, mask in exposed.items() if o > 0}
-        canaries = {-o: matched_by[o] for o in exposed if o < 0}
+        canaries = {
+            -o: [k for k in ("email", "phone") if matched_by[o] & FIELD_BIT[k]]
+            for o in exposed
+            if o < 0
+        }
+        for hit in _recognise(ws, s, candidates, monitored):
+            canaries.setdefault(hit.canary_id, []).append(hit.how)
         _insert_matches(s, trace.id, customers, canaries)
         decision = _attribute(ws, s, trace.id, len(customers), trace.created_at)
         scope = build_scope(_scope_groups(s, trace.id))
@@ -163,8 +178,19 @@ def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) ->
         return report
 
 
+def _recognise(
+    ws: Workspace, s: Session, candidates: list[Candidate], monitored: Monitored
+) -> list[Recognition]:
+    """Compare damaged rows on our domains and ranges with the canaries, in memory only."""
+    if not candidates:
+        return []
+    sealed = s.execute(select(m.Canary.id, m.Canary.sealed)).all()
+    clear = {cid: ws.vault.open(blob, context=CANARY_CONTEXT) for cid, blob in sealed}
+    return CanaryRecognizer(clear, monitored).recognise(candidates)
+
+
 def _insert_matches(
-    s: Session, trace_id: int, customers: dict[int, int], canaries: dict[int, int]
+    s: Session, trace_id: int, customers: dict[int, int], canaries: dict[int, list[str]]
 ) -> None:
     items = list(customers.items())
     for start in range(0, len(items), 20_000):
@@ -179,12 +205,8 @@ def _insert_matches(
         s.execute(
             insert(m.TraceCanary),
             [
-                {
-                    "trace_id": trace_id,
-                    "canary_id": cid,
-                    "matched_by": [k for k in ("email", "phone") if kinds & FIELD_BIT[k]],
-                }
-                for cid, kinds in canaries.items()
+                {"trace_id": trace_id, "canary_id": cid, "matched_by": how}
+                for cid, how in canaries.items()
             ],
         )
 
