@@ -26,7 +26,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from . import customers as customers_mod
-from . import delivery, demo, incidents, recipients, shares, trace
+from . import delivery, demo, incidents, recipients, shares, sightings, trace
 from .attribution import one_in
 from .design import DesignInput, plan
 from .errors import CanarinoError, InvalidInput
@@ -67,10 +67,12 @@ customers_app = _app("Import and count the company's customers.")
 recipients_app = _app("The vendors, employees and systems that receive customer data.")
 incidents_app = _app("Open and follow incidents.")
 notices_app = _app("Prepare and send notices to affected people.")
+sightings_app = _app("Contacts with canary addresses and numbers: record them, weigh them.")
 app.add_typer(customers_app, name="customers")
 app.add_typer(recipients_app, name="recipients")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(notices_app, name="notices")
+app.add_typer(sightings_app, name="sightings")
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -253,6 +255,70 @@ def recipients_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -
     out.print(table)
 
 
+@recipients_app.command("allow")
+def recipients_allow(
+    name: Annotated[str, typer.Argument(help="Recipient whose infrastructure this is.")],
+    dkim: Annotated[str | None, typer.Option(help="DKIM d= domain it sends mail with.")] = None,
+    ip: Annotated[str | None, typer.Option(help="IP address it sends from.")] = None,
+    caller_id: Annotated[str | None, typer.Option(help="Caller ID its call centre uses.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Authorise a recipient's senders: their contacts with its canaries are expected use."""
+    given = [(k, v) for k, v in (("dkim", dkim), ("ip", ip), ("caller_id", caller_id)) if v]
+    if not given:
+        raise InvalidInput("give at least one of --dkim, --ip, --caller-id")
+    with _workspace(workspace) as ws:
+        for kind, value in given:
+            sightings.allow_sender(ws, name, kind, value)
+    out.print(f"Allowed for {name}: " + ", ".join(f"{k} {v}" for k, v in given))
+
+
+# --- sightings ---------------------------------------------------------------------------
+
+
+@sightings_app.command("import")
+def sightings_import(
+    file: Annotated[Path, typer.Argument(help="JSON lines: channel, contact, seen_at, sender…")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record sightings reported by a mail gateway, an SMS or voice provider, or a person."""
+    items = sightings.read_sightings(file)
+    with _workspace(workspace) as ws:
+        report = sightings.record_sightings(ws, items)
+    if json_out:
+        _print_json(report.__dict__)
+        return
+    out.print(
+        f"{report.recorded:,} recorded: {report.evidence:,} evidence, "
+        f"{report.expected_use:,} expected use, {report.not_canary:,} not canaries; "
+        f"{report.duplicates:,} duplicates skipped"
+    )
+    for problem in report.problems[:20]:
+        out.print(f"  [yellow]{problem}[/]")
+
+
+@sightings_app.command("trace")
+def sightings_trace(
+    strong_only: Annotated[
+        bool, typer.Option(help="Count only contacts that used the canary's name.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Name the recipients whose canaries are being contacted, with p-values."""
+    with _workspace(workspace) as ws:
+        decision = sightings.attribute_sightings(ws, strong_only=strong_only)
+    data = decision.as_dict()
+    if json_out:
+        _print_json(data)
+        return
+    if not decision.suspects:
+        out.print("No suspect: no canary has been contacted outside expected use.")
+        return
+    _render_attribution(data["suspects"], data, top=10)
+
+
 # --- share -------------------------------------------------------------------------------
 
 
@@ -390,13 +456,8 @@ def traces_cmd(
         out.print(table)
 
 
-def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
-    out.print(
-        f"Trace #{r['trace_id']} of [bold]{r['source']}[/]: {r['rows_read']:,} rows, "
-        f"{r['customers_matched']:,} customers and {r['canaries_matched']:,} canaries matched"
-    )
-    if r["columns"]:
-        out.print("Columns read: " + ", ".join(f"{h} → {f}" for h, f in r["columns"].items()))
+def _render_attribution(suspects: list[dict[str, Any]], decision: dict[str, Any], top: int) -> None:
+    r = {"suspects": suspects, "attribution": decision}
     table = Table(
         "#",
         "suspect",
@@ -437,6 +498,16 @@ def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
         out.print(
             "No suspect: nothing in this file matches a canary or a customer shared with anyone."
         )
+
+
+def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
+    out.print(
+        f"Trace #{r['trace_id']} of [bold]{r['source']}[/]: {r['rows_read']:,} rows, "
+        f"{r['customers_matched']:,} customers and {r['canaries_matched']:,} canaries matched"
+    )
+    if r["columns"]:
+        out.print("Columns read: " + ", ".join(f"{h} → {f}" for h, f in r["columns"].items()))
+    _render_attribution(r["suspects"], r.get("attribution") or {}, top)
     scope = r["scope"]
     if scope["people"]:
         fields_t = Table("data field", "people", title=f"Exposed: {scope['people']:,} people")

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -234,7 +236,7 @@ class Notice(Base):
     channel: Mapped[str] = mapped_column(String(16))
     language: Mapped[str] = mapped_column(String(8))
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
-    message_id: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(200), index=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     attempts: Mapped[int] = mapped_column(default=0)
@@ -242,3 +244,40 @@ class Notice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # Outbox lease: a row in 'sending' past lease_until was left by a run that stopped.
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(16), index=True)
+    route: Mapped[str | None] = mapped_column(String(64))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[Any] | None]
+
+
+class AllowedSender(Base):
+    """Infrastructure a recipient is authorised to contact customers from."""
+
+    __tablename__ = "allowed_senders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("recipient_id", "kind", "value"),)
+
+
+class Sighting(Base):
+    """One contact with a monitored address or number; the contact kept as a pseudonym."""
+
+    __tablename__ = "sightings"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    contact_digest: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    canary_id: Mapped[int | None] = mapped_column(ForeignKey("canaries.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime]
+    strong: Mapped[bool] = mapped_column(Boolean, default=False)
+    expected_use: Mapped[bool] = mapped_column(Boolean, default=False)
+    allowed_recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))
+    evidence: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

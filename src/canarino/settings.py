@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         description="Assumed chance that a canary shows up in a leak without its recipient "
         "having leaked it; control canaries raise it when they are seen.",
     )
+    sighting_noise: float = Field(
+        1e-3,
+        ge=0,
+        lt=1,
+        description="Assumed chance that a canary address or number is contacted by spam "
+        "or robocalls in the window; control canaries raise it when they are contacted.",
+    )
     design_recipients: int = Field(
         100, ge=1, description="Recipients to size the canary design for, at the least."
     )

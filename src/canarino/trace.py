@@ -214,17 +214,7 @@ def _insert_matches(
 def _attribute(
     ws: Workspace, s: Session, trace_id: int, customers_matched: int, found_at: datetime
 ) -> Attribution:
-    observed: dict[int, tuple[str, float, list[int]]] = {}
-    rows = s.execute(
-        select(m.Canary.id, m.Canary.layer, m.Canary.bias, m.ShareCanary.share_id)
-        .join(m.TraceCanary, m.TraceCanary.canary_id == m.Canary.id)
-        .outerjoin(m.ShareCanary, m.ShareCanary.canary_id == m.Canary.id)
-        .where(m.TraceCanary.trace_id == trace_id)
-    )
-    for cid, layer, bias, sid in rows:
-        entry = observed.setdefault(cid, (layer, bias, []))
-        if sid is not None:
-            entry[2].append(sid)
+    canary_ids = select(m.TraceCanary.canary_id).where(m.TraceCanary.trace_id == trace_id)
     per_share = dict(
         s.execute(
             select(m.ShareCustomer.share_id, func.count())
@@ -233,6 +223,36 @@ def _attribute(
             .group_by(m.ShareCustomer.share_id)
         ).all()
     )
+    return decide(
+        ws, s, canary_ids, per_share, customers_matched, found_at, noise=ws.settings.noise
+    )
+
+
+def decide(
+    ws: Workspace,
+    s: Session,
+    canary_ids: Any,
+    per_share: dict[int, int],
+    customers_matched: int,
+    found_at: datetime,
+    *,
+    noise: float,
+) -> Attribution:
+    """Gather the ledger facts for the observed canaries and run the decoder.
+
+    ``canary_ids`` is a collection or a SQL subquery of the canaries observed (controls
+    included); ``per_share`` counts the leaked real customers each share contained.
+    """
+    observed: dict[int, tuple[str, float, list[int]]] = {}
+    rows = s.execute(
+        select(m.Canary.id, m.Canary.layer, m.Canary.bias, m.ShareCanary.share_id)
+        .outerjoin(m.ShareCanary, m.ShareCanary.canary_id == m.Canary.id)
+        .where(m.Canary.id.in_(canary_ids))
+    )
+    for cid, layer, bias, sid in rows:
+        entry = observed.setdefault(cid, (layer, bias, []))
+        if sid is not None:
+            entry[2].append(sid)
     touched = set(per_share) | {sid for _, _, sids in observed.values() for sid in sids}
     recipient_ids = set(
         s.scalars(select(m.Share.recipient_id).where(m.Share.id.in_(touched))) if touched else []
@@ -284,7 +304,7 @@ def _attribute(
         customers_matched,
         recipients=recipients,
         epsilon=ws.settings.epsilon,
-        noise=ws.settings.noise,
+        noise=noise,
         controls=(controls_seen, controls_total or 0),
         found_at=found_at,
     )
