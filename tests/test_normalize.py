@@ -130,3 +130,22 @@ def test_default_language_follows_country_and_falls_back_to_english() -> None:
     assert default_language("DE") == "de"
     assert default_language("US") == "en"
     assert default_language(None) == "en"
+
+
+def test_batch_pseudonyms_equal_single_ones_for_any_key_length() -> None:
+    import hashlib
+    import hmac
+
+    for key in (b"k" * 32, b"long" * 30):
+        p = Pseudonymizer(key)
+        values = ["a@b.it", "+39347", "", "città"]
+        expected = [hmac.digest(key, f"email\x1f{v}".encode(), hashlib.sha256) for v in values]
+        assert p.digests("email", values) == expected == [p.digest("email", v) for v in values]
+
+
+def test_phone_candidates_skip_impossible_lengths() -> None:
+    candidates = PhoneCandidates(["IT", "US"])
+    # Ten digits: a US number or an Italian mobile, both possible.
+    assert set(candidates("347 123 4567")) == {"+393471234567", "+13471234567"}
+    # Twelve national digits are too long for the US plan.
+    assert "+1347123456789" not in candidates("347 123 456789")

@@ -88,3 +88,22 @@ def test_build_scope_counts_people_fields_categories_and_places() -> None:
 def test_field_bits_are_distinct() -> None:
     bits = list(FIELD_BIT.values())
     assert len(set(bits)) == len(bits) and all(np.log2(b).is_integer() for b in bits)
+
+
+def test_dates_are_not_taken_for_phone_numbers() -> None:
+    batch = pa.record_batch(
+        {
+            "c0": ["2026-03-02", "2025-12-31"],
+            "c1": ["347 123 4567", "+39 333 1234567"],
+            "c2": ["02/03/2026", "31.12.2025"],
+        }
+    )
+    assert classify_columns(["Created", "Mobile", "Data"], batch) == {1: "phone"}
+    assert classify_columns(None, batch) == {1: "phone"}
+
+
+def test_a_column_named_and_shaped_like_a_phone_wins_over_one_only_shaped_like_it() -> None:
+    batch = pa.record_batch(
+        {"c0": ["1234567890", "2345678901"], "c1": ["347 123 4567", "333 1234567"]}
+    )
+    assert classify_columns(["Order number", "Cellulare"], batch) == {1: "phone"}

@@ -108,3 +108,14 @@ def test_share_errors_leave_no_file_and_no_record(loaded: Workspace, tmp_path: P
     assert not list(tmp_path.glob(".canarino-*"))
     with loaded.db.session() as s:
         assert s.scalar(select(func.count()).select_from(m.Share)) == 0
+
+
+def test_canary_contact_points_never_repeat_a_stored_one(tmp_path: Path, loaded: Workspace) -> None:
+    # A range of 1,000 numbers for ~130 canaries: collisions happen and must be redrawn.
+    loaded.settings.phone_ranges = ["+393475551"]
+    add_recipient(loaded, "V", "vendor")
+    for i in range(3):
+        create_share(loaded, "V", "email,phone", tmp_path / f"v{i}.csv")
+    with loaded.db.session() as s:
+        digests = s.scalars(select(m.Pseudonym.digest).where(m.Pseudonym.canary_id.is_not(None))).all()
+    assert len(digests) == len(set(digests))

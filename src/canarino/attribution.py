@@ -21,11 +21,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
-from scipy.stats import binom
 
 MIN_COVERAGE = 0.8
+
+
+def _stats() -> Any:
+    # scipy.stats takes about a second to import; only sizing and decoding need it.
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -122,14 +129,14 @@ def binomial_tail(hits: int, trials: int, p: float) -> float:
     """P[Bin(trials, p) ≥ hits]."""
     if hits <= 0:
         return 1.0
-    return float(binom.sf(hits - 1, trials, p))
+    return float(_stats().binom.sf(hits - 1, trials, p))
 
 
 def poisson_binomial_tails(probabilities: Sequence[float]) -> np.ndarray:
     """``out[h]`` = P[sum of independent Bernoulli(p_i) ≥ h] for h = 0…L, exactly."""
     ps = np.asarray(probabilities, dtype=float)
     if ps.size and np.all(ps == ps[0]):
-        return np.asarray(binom.sf(np.arange(ps.size + 1) - 1, ps.size, ps[0]))
+        return np.asarray(_stats().binom.sf(np.arange(ps.size + 1) - 1, ps.size, ps[0]))
     pmf = np.zeros(ps.size + 1)
     pmf[0] = 1.0
     for i, p in enumerate(ps, 1):
@@ -215,7 +222,7 @@ def attribute(
     m = np.array([exclusive_counts.get(rid, 0) for rid in rids])
     p_x = np.ones(n)
     hit = hx > 0
-    p_x[hit] = binom.sf(hx[hit] - 1, m[hit], noise)
+    p_x[hit] = _stats().binom.sf(hx[hit] - 1, m[hit], noise)
     p_s = np.ones(n)
     shared_biases = [c.bias for c, ex in zip(evidence, exclusive_mask, strict=True) if not ex]
     for k in np.unique(events[hs > 0]):

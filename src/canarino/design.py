@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from scipy.stats import binom, norm
+
+def _stats() -> Any:
+    # scipy.stats takes about a second to import; only sizing and decoding need it.
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ def fano_bound(recipients: int, colluders: int, s: float, epsilon: float) -> flo
 def hits_needed(recipients: int, per_recipient: int, noise: float, epsilon: float) -> int:
     """F2: exclusive hits that noise alone reaches with family-wise chance ≤ ``epsilon``."""
     h = 1
-    while recipients * binom.sf(h - 1, per_recipient, noise) > epsilon:
+    while recipients * _stats().binom.sf(h - 1, per_recipient, noise) > epsilon:
         h += 1
     return h
 
@@ -123,12 +129,12 @@ def exclusive_per_share(s: float, miss: float, hits: int) -> int:
     if hits == 1:
         return math.ceil(math.log(1 / miss) / -math.log1p(-s))
     m = hits
-    while binom.sf(hits - 1, m, s) < 1 - miss:
+    while _stats().binom.sf(hits - 1, m, s) < 1 - miss:
         m = max(m + 1, int(m * 1.05))
     lo, hi = hits, m
     while lo < hi:  # the loop above may overshoot; settle on the smallest m
         mid = (lo + hi) // 2
-        if binom.sf(hits - 1, mid, s) >= 1 - miss:
+        if _stats().binom.sf(hits - 1, mid, s) >= 1 - miss:
             hi = mid
         else:
             lo = mid + 1
@@ -140,7 +146,7 @@ def shared_pool(
 ) -> tuple[int, float]:
     """F4: pool size T and bias q = e^(-1/c) that survive an intersection by c colluders."""
     q = math.exp(-1 / colluders)
-    z = norm.isf(miss)
+    z = _stats().norm.isf(miss)
     target = colluders * math.log(recipients / epsilon)
     mu = ((z + math.sqrt(z * z + 4 * target)) / 2) ** 2
     return math.ceil(mu / (s * q**colluders)), q

@@ -23,6 +23,9 @@ from .recognition import Candidate, Monitored
 
 _EMAIL = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}\s*$")
 _PHONE = re.compile(r"^\s*(?:\+|00)?[\d\s().\-/]{7,20}\s*$")
+_DATE = re.compile(
+    r"^\s*(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?:[ T][\d:.]+)?\s*$"
+)
 FIELD_BIT = {name: 1 << i for i, name in enumerate(FIELD_NAMES)}
 
 
@@ -63,26 +66,38 @@ def classify_columns(
     """Map column positions to fields by header, then by content for email and phone.
 
     Content wins for email and phone: a column named "telefono" full of addresses is an
-    email column. Each field is given to one column at most, the first that claims it.
+    email column, and a column named "telefono" full of dates is not a phone column.
+    Each field goes to one column: first to a column whose header and content agree,
+    then to one that only looks right, then to one that is only named right.
     """
-    out: dict[int, str] = {}
+    claims: list[tuple[int, int, str]] = []  # (strength, column, field)
     for i in range(sample.num_columns):
         values = [v for v in sample.column(i).to_pylist()[:500] if v and v.strip()]
         by_content = None
         if values:
-            if sum(bool(_EMAIL.match(v)) for v in values) >= min_share * len(values):
+            need = min_share * len(values)
+            if sum(bool(_EMAIL.match(v)) for v in values) >= need:
                 by_content = "email"
-            elif sum(bool(_PHONE.match(v)) and _digits(v) >= 7 for v in values) >= min_share * len(
-                values
-            ):
+            elif sum(_looks_like_phone(v) for v in values) >= need:
                 by_content = "phone"
         by_header = field_for_header(headers[i]) if headers and i < len(headers) else None
         if by_header in ("email", "phone") and by_content != by_header:
             by_header = None
-        name = by_content or by_header
-        if name and name not in out.values():
+        if by_content and by_content == by_header:
+            claims.append((0, i, by_content))
+        elif by_content:
+            claims.append((1, i, by_content))
+        elif by_header:
+            claims.append((2, i, by_header))
+    out: dict[int, str] = {}
+    for _, i, name in sorted(claims):
+        if name not in out.values():
             out[i] = name
-    return out
+    return dict(sorted(out.items()))
+
+
+def _looks_like_phone(value: str) -> bool:
+    return bool(_PHONE.match(value)) and not _DATE.match(value) and _digits(value) >= 7
 
 
 def _digits(text: str) -> int:

@@ -136,7 +136,7 @@ def create_share(
         cap = math.floor(len(real) * ws.settings.canary_max_fraction)
         count = max(ws.settings.canary_min, min(exclusive_layer.per_share, cap))
         exclusive = make(count)
-        exclusive_ids = _insert_canaries(ws, s, exclusive, "exclusive", 0.0)
+        exclusive_ids = _insert_canaries(ws, s, exclusive, "exclusive", 0.0, make)
         chosen: list[tuple[int, dict[str, str]]] = list(
             zip(exclusive_ids, [c.fields for c in exclusive], strict=True)
         )
@@ -196,7 +196,7 @@ def _pool(
     existing = s.execute(query).all()
     missing = size - len(existing)
     if missing > 0:
-        _insert_canaries(ws, s, make(missing), layer, bias)
+        _insert_canaries(ws, s, make(missing), layer, bias, make)
         existing = s.execute(query).all()
     if not load:
         return []
@@ -204,10 +204,42 @@ def _pool(
 
 
 def _insert_canaries(
-    ws: Workspace, s: Session, canaries: list[CanaryIdentity], layer: str, bias: float
+    ws: Workspace,
+    s: Session,
+    canaries: list[CanaryIdentity],
+    layer: str,
+    bias: float,
+    make: Callable[[int], list[CanaryIdentity]],
 ) -> list[int]:
+    """Store canaries whose contact points are new; ``canaries`` is updated in place."""
     if not canaries:
         return []
+    ps = ws.vault.pseudonyms
+
+    def digests(c: CanaryIdentity) -> list[tuple[str, bytes]]:
+        return [(k, ps.digest(k, c.fields[k])) for k in ("email", "phone") if c.fields.get(k)]
+
+    # A contact point shared with a customer or another canary would credit a sighting
+    # to the wrong record, so colliding canaries are drawn again.
+    for _ in range(20):
+        wanted = [d for c in canaries for _, d in digests(c)]
+        taken = _taken(s, wanted)
+        seen: set[bytes] = set()
+        clashes = []
+        for i, c in enumerate(canaries):
+            mine = {d for _, d in digests(c)}
+            if mine & taken or mine & seen:
+                clashes.append(i)
+            seen |= mine
+        if not clashes:
+            break
+        for i, fresh in zip(clashes, make(len(clashes)), strict=True):
+            canaries[i] = fresh
+    else:
+        raise InvalidInput(
+            "cannot find unused canary contact points",
+            hint="add mail domains or phone ranges to the workspace",
+        )
     ids = list(
         s.scalars(
             insert(m.Canary).returning(m.Canary.id, sort_by_parameter_order=True),
@@ -223,15 +255,23 @@ def _insert_canaries(
             ],
         ).all()
     )
-    ps = ws.vault.pseudonyms
-    pseudonyms = [
-        {"digest": ps.digest(kind, c.fields[kind]), "kind": kind, "canary_id": cid}
-        for cid, c in zip(ids, canaries, strict=True)
-        for kind in ("email", "phone")
-        if c.fields.get(kind)
-    ]
-    s.execute(insert(m.Pseudonym), pseudonyms)
+    s.execute(
+        insert(m.Pseudonym),
+        [
+            {"digest": d, "kind": kind, "canary_id": cid}
+            for cid, c in zip(ids, canaries, strict=True)
+            for kind, d in digests(c)
+        ],
+    )
     return ids
+
+
+def _taken(s: Session, digests: list[bytes]) -> set[bytes]:
+    out: set[bytes] = set()
+    for start in range(0, len(digests), 500):
+        chunk = digests[start : start + 500]
+        out.update(s.scalars(select(m.Pseudonym.digest).where(m.Pseudonym.digest.in_(chunk))))
+    return out
 
 
 def _write_csv(out: Path, header: list[str], rows: list[list[str]]) -> tuple[Path, str]:

@@ -81,12 +81,15 @@ class TraceReport:
 
 def load_index(s: Session) -> PseudonymIndex:
     """Every pseudonym in the workspace, ready for lookups."""
+    # The driver cursor skips ORM row objects: several times faster for millions of rows.
+    result = s.connection().exec_driver_sql(
+        "SELECT digest, COALESCE(customer_id, -canary_id) FROM pseudonyms"
+    )
     digests: list[bytes] = []
     owners: list[int] = []
-    query = select(m.Pseudonym.digest, m.Pseudonym.customer_id, m.Pseudonym.canary_id)
-    for digest, customer_id, canary_id in s.execute(query).yield_per(100_000):
-        digests.append(digest)
-        owners.append(customer_id if customer_id is not None else -canary_id)
+    while chunk := result.fetchmany(200_000):
+        digests.extend(bytes(d) for d, _ in chunk)
+        owners.extend(o for _, o in chunk)
     return PseudonymIndex(digests, owners)
 
 
@@ -193,11 +196,13 @@ def _insert_matches(
     s: Session, trace_id: int, customers: dict[int, int], canaries: dict[int, list[str]]
 ) -> None:
     items = list(customers.items())
+    names = {mask: ",".join(fields_of(mask)) for mask in set(customers.values())}
+    table = m.TraceCustomer.__table__
     for start in range(0, len(items), 20_000):
         s.execute(
-            insert(m.TraceCustomer),
+            insert(table),
             [
-                {"trace_id": trace_id, "customer_id": cid, "fields": ",".join(fields_of(mask))}
+                {"trace_id": trace_id, "customer_id": cid, "fields": names[mask]}
                 for cid, mask in items[start : start + 20_000]
             ],
         )
