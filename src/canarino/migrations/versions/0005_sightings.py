@@ -34,9 +34,7 @@ def upgrade() -> None:
             "recipient_id", "kind", "value", name=op.f("uq_allowed_senders_recipient_id")
         ),
     )
-    op.create_index(
-        op.f("ix_allowed_senders_recipient_id"), "allowed_senders", ["recipient_id"]
-    )
+    op.create_index(op.f("ix_allowed_senders_recipient_id"), "allowed_senders", ["recipient_id"])
     op.create_table(
         "sightings",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),

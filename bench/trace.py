@@ -1,0 +1,774 @@
+"""Benchmark ``trace`` on a large synthetic leak, next to DuckDB counting the same file's rows.
+
+Usage::
+
+    .venv/bin/python bench/trace.py                               # 1,000,000 customers and rows
+    .venv/bin/python bench/trace.py --customers 20000 --rows 20000  # quick check
+
+The customers are synthetic (no Faker per row: names come from small pools, e-mail addresses
+and phone numbers are made unique from the row number) and enter the workspace through
+``import_customers``, the path users take. A share to one vendor plants canaries; the dump
+is half rows of that share's export, reformatted the way a thief's copy looks, and half
+unrelated people.
+
+Each measured step runs in a fresh child process (``spawn``), so its peak RSS is that of
+one process doing one thing: the kernel's high-water mark ``ru_maxrss`` of the child,
+read by the child itself when the step is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import multiprocessing as mp
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import time
+import traceback
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+GENERATOR = 2  # bump when the generated data changes, so old caches are not reused
+SEED = 20261125
+MAIL_DOMAIN = "canaries.bench-example.it"
+PHONE_RANGE = "+3934755"
+RECIPIENT = "Bench Vendor"
+SHARE_FIELDS = "first_name,last_name,email,phone"
+DELIMITER = ";"
+MIB = 1024 * 1024
+
+COUNTRIES = ("IT", "FR", "DE", "ES", "US")
+WEIGHTS = (0.70, 0.06, 0.06, 0.06, 0.12)
+LOCALES = {"IT": "it_IT", "FR": "fr_FR", "DE": "de_DE", "ES": "es_ES", "US": "en_US"}
+MAIL_PROVIDERS = (
+    "gmail.com",
+    "libero.it",
+    "hotmail.it",
+    "yahoo.it",
+    "outlook.com",
+    "virgilio.it",
+    "tiscali.it",
+    "alice.it",
+    "icloud.com",
+    "gmx.de",
+    "orange.fr",
+)
+# Mobile prefixes per country; no Italian 347 (the canaries' range is +39 347 55).
+IT_PREFIXES = ("320", "328", "329", "333", "334", "335", "338", "339", "340", "345", "348")
+# US area codes starting with neither 0, 1, 3 nor 6: a national Italian, French or Spanish
+# number read as American can then never be a customer's number.
+US_AREAS = ("212", "415", "202", "718", "818", "929", "972", "510", "713", "206")
+PHONE_SPACE = 10_000_000  # distinct phone numbers per country the generator can make
+PHONE_STEP = 7_654_321  # coprime with PHONE_SPACE: row number -> unique scrambled number
+DUMP_HEADERS = {
+    "first_name": "Given Name",
+    "last_name": "Surname",
+    "email": "Email Address",
+    "phone": "Mobile",
+}
+EXTRA_COLUMNS = ("Town", "Created", "Order Ref")
+# A fixed order unlike the export's. The date column comes after the phone column: an ISO
+# date also looks like a phone number to the content classifier.
+DUMP_ORDER = (
+    "Order Ref",
+    "Surname",
+    "Given Name",
+    "Mobile",
+    "Email Address",
+    "Town",
+    "Created",
+)
+CUSTOMER_HEADERS = (
+    "codice cliente",
+    "nome",
+    "cognome",
+    "e-mail",
+    "cellulare",
+    "città",
+    "provincia",
+    "paese",
+    "data di nascita",
+)
+
+
+# --- synthetic people -------------------------------------------------------------------
+
+
+@dataclass
+class Pools:
+    """Names and places per country, drawn once from Faker."""
+
+    first: dict[str, list[str]]
+    last: dict[str, list[str]]
+    city: dict[str, list[str]]
+    region: dict[str, list[str]]
+
+
+def make_pools(seed: int) -> Pools:
+    from faker import Faker
+
+    first: dict[str, list[str]] = {}
+    last: dict[str, list[str]] = {}
+    city: dict[str, list[str]] = {}
+    region: dict[str, list[str]] = {}
+    for country in COUNTRIES:
+        fake = Faker(LOCALES[country])
+        fake.seed_instance(seed)
+        first[country] = sorted({fake.first_name() for _ in range(400)})
+        last[country] = sorted({fake.last_name() for _ in range(400)})
+        city[country] = sorted({fake.city() for _ in range(200)})
+        if country in ("IT", "US"):
+            region[country] = sorted({fake.state_abbr() for _ in range(200)})
+        else:
+            region[country] = sorted({fake.administrative_unit() for _ in range(200)})
+    return Pools(first, last, city, region)
+
+
+def _ascii(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text.lower() if c.isascii() and c.isalnum())
+
+
+def phone_e164(country: str, number: int) -> str:
+    """The ``number``-th phone (0 <= number < PHONE_SPACE) of ``country``, unique per pair."""
+    u = (number * PHONE_STEP) % PHONE_SPACE
+    if country == "IT":
+        return f"+39{IT_PREFIXES[u % len(IT_PREFIXES)]}{u // len(IT_PREFIXES):07d}"
+    if country == "FR":
+        return f"+336{u:08d}"
+    if country == "DE":
+        return f"+49151{u:08d}"
+    if country == "ES":
+        return f"+346{u:08d}"
+    return f"+1{US_AREAS[u // 1_000_000]}5{u % 1_000_000:06d}"
+
+
+@dataclass
+class People:
+    """Columns of synthetic people, one list per field."""
+
+    country: list[str]
+    first: list[str]
+    last: list[str]
+    email: list[str]
+    phone: list[str]
+    city: list[str]
+    region: list[str]
+
+
+def make_people(
+    pools: Pools, start: int, n: int, rng: np.random.Generator, *, noise: bool
+) -> People:
+    """``n`` people numbered from ``start``; ``noise`` people use another e-mail pattern."""
+    idx = rng.choice(len(COUNTRIES), size=n, p=WEIGHTS)
+    country = [COUNTRIES[i] for i in idx]
+    first, last, city, region = [""] * n, [""] * n, [""] * n, [""] * n
+    for ci, c in enumerate(COUNTRIES):
+        rows = np.flatnonzero(idx == ci)
+        for target, pool in (
+            (first, pools.first[c]),
+            (last, pools.last[c]),
+            (city, pools.city[c]),
+            (region, pools.region[c]),
+        ):
+            picks = rng.integers(len(pool), size=rows.size)
+            for r, p in zip(rows.tolist(), picks.tolist(), strict=True):
+                target[r] = pool[p]
+    providers = rng.integers(len(MAIL_PROVIDERS), size=n).tolist()
+    email, phone = [], []
+    for k in range(n):
+        number = start + k
+        f, la = _ascii(first[k]) or "x", _ascii(last[k]) or "y"
+        local = f"{f}_{la}.{number}" if noise else f"{f}.{la}{number}"
+        email.append(f"{local}@{MAIL_PROVIDERS[providers[k]]}")
+        phone.append(phone_e164(country[k], number))
+    return People(country, first, last, email, phone, city, region)
+
+
+def write_customers(path: Path, people: People, rng: np.random.Generator) -> None:
+    born = rng.integers(0, 72 * 365, size=len(people.email)).tolist()
+    base = date(1935, 1, 1)
+    with path.open("w", encoding="utf-8", newline="") as fp:
+        writer = csv.writer(fp)
+        writer.writerow(CUSTOMER_HEADERS)
+        for k in range(len(people.email)):
+            writer.writerow(
+                (
+                    f"C{k:08d}",
+                    people.first[k],
+                    people.last[k],
+                    people.email[k],
+                    people.phone[k],
+                    people.city[k],
+                    people.region[k],
+                    people.country[k],
+                    (base + timedelta(days=born[k])).isoformat(),
+                )
+            )
+
+
+_CODES = (("+39", "IT"), ("+33", "FR"), ("+49", "DE"), ("+34", "ES"), ("+1", "US"))
+
+
+def reformat_phone(e164: str, style: int) -> str:
+    """``e164`` written the way people write phones: national, spaced, 00-prefixed…."""
+    found = next(((c, k) for c, k in _CODES if e164.startswith(c)), None)
+    if found is None:
+        return e164
+    code, country = found
+    nsn = e164[len(code) :]
+    if country == "IT":
+        national = spaced = f"{nsn[:3]} {nsn[3:6]} {nsn[6:]}"
+    elif country == "FR":
+        spaced = f"{nsn[0]} {nsn[1:3]} {nsn[3:5]} {nsn[5:7]} {nsn[7:]}"
+        national = "0" + spaced
+    elif country == "DE":
+        spaced = f"{nsn[:3]} {nsn[3:]}"
+        national = "0" + spaced
+    elif country == "ES":
+        national = spaced = f"{nsn[:3]} {nsn[3:5]} {nsn[5:7]} {nsn[7:]}"
+    else:
+        spaced = f"{nsn[:3]}-{nsn[3:6]}-{nsn[6:]}"
+        national = f"({nsn[:3]}) {nsn[3:6]}-{nsn[6:]}"
+    if style == 0:
+        return national
+    if style == 1:
+        return f"{code} {spaced}"
+    if style == 2:
+        return "00" + e164[1:]
+    if style == 3:
+        return e164
+    return national.replace(" ", "").replace("(", "").replace(")", "").replace("-", "")
+
+
+def write_dump(
+    export: Path, out: Path, rows: int, pools: Pools, start: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Half rows of the share's export, half unrelated people, reformatted; return facts.
+
+    Of the leaked rows one in ten lost its e-mail and one in ten its phone, so the check
+    at the end fails unless phones and e-mails are both matched.
+    """
+    with export.open(encoding="utf-8", newline="") as fp:
+        reader = csv.reader(fp)
+        header = next(reader)
+        exported = list(reader)
+    email_at, phone_at = header.index("email"), header.index("phone")
+    leaked = round(rows * 0.5)
+    picks = rng.choice(len(exported), size=leaked, replace=leaked > len(exported)).tolist()
+    body = [list(exported[i]) for i in picks]
+    planted = {i for i, r in enumerate(exported) if r[email_at].endswith("@" + MAIL_DOMAIN)}
+    distinct = set(picks)
+    canaries = len(distinct & planted)
+    # Canaries sharing a phone number or address with another canary of the share: a row
+    # of one of them may match the other instead, or as well.
+    seen = Counter(v for i in planted for v in (exported[i][email_at], exported[i][phone_at]))
+    shared = sum(
+        1 for i in planted if seen[exported[i][email_at]] > 1 or seen[exported[i][phone_at]] > 1
+    )
+    del exported
+    for row, r in zip(body, rng.random(leaked).tolist(), strict=True):
+        if r < 0.1:
+            row[email_at] = ""
+        elif r < 0.2:
+            row[phone_at] = ""
+    noise = make_people(pools, start, rows - leaked, rng, noise=True)
+    for k in range(rows - leaked):
+        body.append([getattr(noise, _PEOPLE_ATTR[h])[k] for h in header])
+    del noise
+    names = [DUMP_HEADERS[h] for h in header] + [*EXTRA_COLUMNS]
+    columns = [names.index(h) for h in DUMP_ORDER]
+    order = rng.permutation(len(body)).tolist()
+    styles = rng.integers(5, size=len(body)).tolist()
+    upper = (rng.random(len(body)) < 0.3).tolist()
+    towns = pools.city["IT"] + pools.city["FR"]
+    town = rng.integers(len(towns), size=len(body)).tolist()
+    days = rng.integers(0, 3 * 365, size=len(body)).tolist()
+    created = date(2023, 1, 1)
+    with out.open("w", encoding="utf-8", newline="") as fp:
+        writer = csv.writer(fp, delimiter=DELIMITER)
+        writer.writerow(DUMP_ORDER)
+        for n, k in enumerate(order):
+            row = body[k]
+            row[phone_at] = reformat_phone(row[phone_at], styles[n])
+            if upper[n]:
+                row[email_at] = row[email_at].upper()
+            row += [
+                towns[town[n]],
+                (created + timedelta(days=days[n])).isoformat(),
+                f"ORD-{n:09d}",
+            ]
+            writer.writerow([row[c] for c in columns])
+    return {
+        "rows": rows,
+        "leaked_rows": leaked,
+        "unrelated_rows": rows - leaked,
+        "expected_customers": len(distinct) - canaries,
+        "expected_canaries": canaries,
+        "canaries_sharing_an_identifier": shared,
+        "size_bytes": out.stat().st_size,
+    }
+
+
+_PEOPLE_ATTR = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone"}
+
+
+# --- steps, each run in a fresh child process ------------------------------------------
+
+
+def _peak_rss() -> int:
+    """Peak resident set size of this process in bytes (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm") as fp:
+        return int(fp.read().split()[1]) * resource.getpagesize()
+
+
+def _open(ws_dir: str) -> Any:
+    """Open the workspace, first bringing its schema up to date (as ``canarino init`` does)."""
+    from canarino.workspace import init_workspace
+
+    return init_workspace(Path(ws_dir), mail_domains=[MAIL_DOMAIN], phone_ranges=[PHONE_RANGE])
+
+
+TRACE_MODULES = (
+    "trace",
+    "scope",
+    "normalize",
+    "attribution",
+    "store",
+    "models",
+    "sources.base",
+    "sources.csv",
+)
+
+
+def _code_version() -> str:
+    """A short fingerprint of the canarino modules on the trace path."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in TRACE_MODULES:
+        module = importlib.import_module(f"canarino.{name}")
+        digest.update(name.encode() + b"\0" + Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def step_import(ws_dir: str, csv_path: str) -> dict[str, Any]:
+    from canarino.customers import import_customers
+
+    ws = _open(ws_dir)
+    started = time.perf_counter()
+    report = import_customers(ws, Path(csv_path))
+    seconds = time.perf_counter() - started
+    ws.close()
+    return {
+        "seconds": seconds,
+        "rows": report.rows,
+        "imported": report.imported,
+        "problems": len(report.problems),
+    }
+
+
+def step_share(ws_dir: str, out_path: str) -> dict[str, Any]:
+    from canarino.recipients import add_recipient
+    from canarino.shares import create_share
+
+    ws = _open(ws_dir)
+    add_recipient(ws, RECIPIENT, "vendor")
+    started = time.perf_counter()
+    result = create_share(ws, RECIPIENT, SHARE_FIELDS, Path(out_path))
+    seconds = time.perf_counter() - started
+    ws.close()
+    return {"seconds": seconds, "customers": result.customers, "canaries": result.canaries}
+
+
+def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str, Any]:
+    from canarino.trace import run_trace
+    from canarino.workspace import open_workspace
+
+    code = _code_version()
+    ws = open_workspace(Path(ws_dir))  # as ``canarino trace`` does; run_step("upgrade") first
+    rss_before = _current_rss()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    if profile_path:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        report = profiler.runcall(run_trace, ws, Path(dump_path))
+        profiler.dump_stats(profile_path)
+    else:
+        report = run_trace(ws, Path(dump_path))
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    ws.close()
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rss_before_bytes": rss_before,
+        "rows_read": report.rows_read,
+        "size_bytes": report.size_bytes,
+        "customers_matched": report.customers_matched,
+        "canaries_matched": report.canaries_matched,
+        "top_suspect": getattr(report.suspects[0], "recipient", None) if report.suspects else None,
+        "code": code,
+    }
+
+
+def step_upgrade(ws_dir: str) -> dict[str, Any]:
+    _open(ws_dir).close()
+    return {}
+
+
+def step_duckdb(dump_path: str) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect()
+    threads = con.execute("SELECT current_setting('threads')").fetchone()
+    path = dump_path.replace("'", "''")
+    query = (
+        f"SELECT count(*) FROM read_csv('{path}', delim='{DELIMITER}', header=true, "
+        "all_varchar=true)"
+    )
+    cpu = time.process_time()
+    started = time.perf_counter()
+    row = con.execute(query).fetchone()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    con.close()
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rows": int(row[0]) if row else 0,
+        "threads": int(threads[0]) if threads else None,
+        "version": duckdb.__version__,
+    }
+
+
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "import": step_import,
+    "share": step_share,
+    "upgrade": step_upgrade,
+    "trace": step_trace,
+    "duckdb": step_duckdb,
+}
+
+
+def _child_main(conn: Connection, name: str, args: Sequence[str]) -> None:
+    try:
+        result = STEPS[name](*args)
+        result["peak_rss_bytes"] = _peak_rss()
+        conn.send(("ok", result))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_step(name: str, *args: str) -> dict[str, Any]:
+    """Run step ``name`` in a fresh interpreter and return its figures and peak RSS."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(child, name, args))
+    proc.start()
+    child.close()
+    try:
+        status, payload = parent.recv()
+    except EOFError:
+        status, payload = "error", f"the {name} process died (exit code {proc.exitcode})"
+    proc.join()
+    if status != "ok":
+        raise SystemExit(f"step {name} failed:\n{payload}")
+    return payload
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def build(cache: Path, customers: int, rows: int) -> dict[str, Any]:
+    """Generate the workspace, share and dump into ``cache``; return what was measured."""
+    from canarino.workspace import init_workspace
+
+    if cache.exists():
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True)
+    rng = np.random.default_rng(SEED)
+    meta: dict[str, Any] = {"customers": customers, "rows": rows, "generator": GENERATOR}
+
+    started = time.perf_counter()
+    pools = make_pools(SEED)
+    people = make_people(pools, 0, customers, rng, noise=False)
+    customers_csv = cache / "customers.csv"
+    write_customers(customers_csv, people, rng)
+    del people
+    meta["customers_csv"] = {
+        "seconds": time.perf_counter() - started,
+        "size_bytes": customers_csv.stat().st_size,
+    }
+    log(f"customers file written in {meta['customers_csv']['seconds']:.1f} s")
+
+    ws = init_workspace(cache / "ws", mail_domains=[MAIL_DOMAIN], phone_ranges=[PHONE_RANGE])
+    ws.close()
+    log("importing customers (import_customers)…")
+    meta["import"] = run_step("import", str(cache / "ws"), str(customers_csv))
+    log(f"imported {meta['import']['imported']:,} customers in {meta['import']['seconds']:.1f} s")
+    if meta["import"]["problems"]:
+        raise SystemExit(f"import skipped {meta['import']['problems']} rows; fix the generator")
+
+    log("creating the share (create_share)…")
+    export = cache / "export.csv"
+    meta["share"] = run_step("share", str(cache / "ws"), str(export))
+    log(f"share with {meta['share']['canaries']} canaries in {meta['share']['seconds']:.1f} s")
+
+    started = time.perf_counter()
+    meta["dump"] = write_dump(export, cache / "dump.csv", rows, pools, customers, rng)
+    meta["dump"]["seconds"] = time.perf_counter() - started
+    log(f"dump written in {meta['dump']['seconds']:.1f} s")
+    customers_csv.unlink()
+    (cache / "ready.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def _rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000, help="customers to import")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the leaked dump")
+    parser.add_argument(
+        "--workdir", type=Path, default=HERE / ".work", help="where generated data is cached"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the traced copy of the workspace (with the stored trace) after the run",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="time trace and DuckDB N times")
+    parser.add_argument("--profile", type=Path, help="also write a cProfile of one trace here")
+    parser.add_argument(
+        "--output", type=Path, default=HERE / "results" / "trace.json", help="results file"
+    )
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.customers < 100 or args.rows < 100:
+        parser.error("--customers and --rows must be at least 100")
+    if args.customers + args.rows > PHONE_SPACE:
+        parser.error(f"--customers plus --rows must stay under {PHONE_SPACE:,}")
+
+    cache = args.workdir / f"c{args.customers}-r{args.rows}-g{GENERATOR}"
+    ready = cache / "ready.json"
+    if ready.exists():
+        meta = json.loads(ready.read_text())
+        log(f"reusing generated data in {cache}")
+        cached = True
+    else:
+        log(f"generating {args.customers:,} customers and a {args.rows:,}-row dump in {cache}")
+        meta = build(cache, args.customers, args.rows)
+        cached = False
+    dump = cache / "dump.csv"
+
+    traces: list[dict[str, Any]] = []
+    counts: list[dict[str, Any]] = []
+    run_dir = args.workdir / "run"
+    for i in range(args.repeat):
+        log(f"round {i + 1}/{args.repeat}: DuckDB count…")
+        counts.append(run_step("duckdb", str(dump)))
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(cache / "ws", run_dir)
+        run_step("upgrade", str(run_dir))
+        log(f"round {i + 1}/{args.repeat}: trace…")
+        profile = str(args.profile) if args.profile and i == 0 else ""
+        traces.append(run_step("trace", str(run_dir), str(dump), profile))
+        log(
+            f"trace {traces[-1]['seconds']:.1f} s, DuckDB {counts[-1]['seconds']:.2f} s, "
+            f"trace peak RSS {traces[-1]['peak_rss_bytes'] / MIB:,.0f} MiB"
+        )
+        if not args.keep or i + 1 < args.repeat:
+            shutil.rmtree(run_dir)
+
+    results = summarise(args, meta, cached, traces, counts)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    show(results)
+    print(f"results written to {args.output}")
+    if args.keep:
+        print(f"traced workspace kept in {run_dir}")
+    return 0 if results["check"]["ok"] else 1
+
+
+def summarise(
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    cached: bool,
+    traces: list[dict[str, Any]],
+    counts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    import pyarrow
+
+    dump = meta["dump"]
+    size = dump["size_bytes"]
+    t = statistics.median(r["seconds"] for r in traces)
+    d = statistics.median(r["seconds"] for r in counts)
+    last = traces[-1]
+    check = {
+        "rows_read": last["rows_read"],
+        "duckdb_rows": counts[-1]["rows"],
+        "customers_matched": last["customers_matched"],
+        "expected_customers": dump["expected_customers"],
+        "canaries_matched": last["canaries_matched"],
+        "expected_canaries": dump["expected_canaries"],
+        "canaries_sharing_an_identifier": dump["canaries_sharing_an_identifier"],
+        "top_suspect": last["top_suspect"],
+    }
+    check["ok"] = (
+        last["rows_read"] == dump["rows"] == counts[-1]["rows"]
+        and last["customers_matched"] == dump["expected_customers"]
+        and abs(last["canaries_matched"] - dump["expected_canaries"])
+        <= dump["canaries_sharing_an_identifier"]
+        and (dump["expected_canaries"] == 0 or last["top_suspect"] == RECIPIENT)
+    )
+    imp = meta["import"]
+    return {
+        "benchmark": "trace",
+        "date": date.today().isoformat(),
+        "machine": {
+            "cpus": mp.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "pyarrow": pyarrow.__version__,
+            "duckdb": counts[-1]["version"],
+            "duckdb_threads": counts[-1]["threads"],
+        },
+        "customers": meta["customers"],
+        "rows": dump["rows"],
+        "dump_bytes": size,
+        "bytes_per_row": size / dump["rows"],
+        "repeat": len(traces),
+        "canarino_code": sorted({r["code"] for r in traces}),
+        "generated_this_run": not cached,
+        "trace": {
+            "seconds_median": t,
+            "seconds_all": [r["seconds"] for r in traces],
+            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in traces),
+            "rows_per_second": _rate(dump["rows"], t),
+            "mb_per_second": _rate(size / 1e6, t),
+            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in traces),
+            "rss_before_bytes": max(r["rss_before_bytes"] for r in traces),
+            "under_1gb": max(r["peak_rss_bytes"] for r in traces) < 1 << 30,
+        },
+        "duckdb_count": {
+            "seconds_median": d,
+            "seconds_all": [r["seconds"] for r in counts],
+            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in counts),
+            "rows_per_second": _rate(dump["rows"], d),
+            "mb_per_second": _rate(size / 1e6, d),
+            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in counts),
+        },
+        "ratio_trace_to_duckdb": t / d if d > 0 else None,
+        "import": {
+            "seconds": imp["seconds"],
+            "rows": imp["rows"],
+            "rows_per_second": _rate(imp["rows"], imp["seconds"]),
+            "peak_rss_bytes": imp["peak_rss_bytes"],
+            "measured_when_generated": True,
+        },
+        "share": {
+            "seconds": meta["share"]["seconds"],
+            "customers": meta["share"]["customers"],
+            "canaries": meta["share"]["canaries"],
+            "rows_per_second": _rate(meta["share"]["customers"], meta["share"]["seconds"]),
+            "peak_rss_bytes": meta["share"]["peak_rss_bytes"],
+        },
+        "check": check,
+    }
+
+
+def show(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    tr, dk = results["trace"], results["duckdb_count"]
+    imp, sh = results["import"], results["share"]
+    table = Table(
+        title=(
+            f"trace: {results['customers']:,} customers, {results['rows']:,}-row dump "
+            f"({results['dump_bytes'] / 1e6:,.1f} MB), median of {results['repeat']}"
+        )
+    )
+    for name in ("step", "seconds", "min-max", "CPU s", "rows/s", "MB/s", "peak RSS"):
+        table.add_column(name, justify="left" if name == "step" else "right")
+    for label, r in (("trace", tr), ("DuckDB count(*)", dk)):
+        table.add_row(
+            label,
+            f"{r['seconds_median']:,.2f}",
+            f"{min(r['seconds_all']):,.2f}-{max(r['seconds_all']):,.2f}",
+            f"{r['cpu_seconds_median']:,.2f}",
+            f"{r['rows_per_second']:,.0f}",
+            f"{r['mb_per_second']:,.1f}",
+            f"{r['peak_rss_bytes'] / MIB:,.0f} MiB",
+        )
+    ratio = results["ratio_trace_to_duckdb"]
+    table.add_row("trace / DuckDB", f"{ratio:,.0f}×" if ratio else "n/a")
+    table.add_section()
+    for label, r in (
+        ("import_customers", imp),
+        ("create_share", sh),
+    ):
+        table.add_row(
+            label,
+            f"{r['seconds']:,.1f}",
+            "",
+            "",
+            f"{r['rows_per_second']:,.0f}",
+            "",
+            f"{r['peak_rss_bytes'] / MIB:,.0f} MiB",
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100)
+    console.print(table)
+    check = results["check"]
+    console.print(
+        f"trace RSS before run_trace: {tr['rss_before_bytes'] / MIB:,.0f} MiB; "
+        f"peak under 1 GiB: {'yes' if tr['under_1gb'] else 'NO'}; "
+        f"DuckDB ran on {results['machine']['duckdb_threads']} threads; "
+        f"the share holds {sh['customers']:,} customers and {sh['canaries']} canaries"
+    )
+    if len(results["canarino_code"]) > 1:
+        console.print("[bold red]the canarino sources changed between rounds[/]")
+    console.print(
+        f"check: {check['customers_matched']:,}/{check['expected_customers']:,} customers, "
+        f"{check['canaries_matched']}/{check['expected_canaries']} canaries "
+        f"({check['canaries_sharing_an_identifier']} share a phone or address), "
+        f"top suspect {check['top_suspect']!r}: {'ok' if check['ok'] else 'MISMATCH'}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
