@@ -1,0 +1,178 @@
+"""Commands that weigh leaks: traces of dumps and sightings of canaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .. import sightings, trace
+from ..attribution import one_in
+from ..fields import label
+from .base import (
+    JsonOpt,
+    WorkspaceOpt,
+    _print_json,
+    _progress,
+    _workspace,
+    app,
+    out,
+    sightings_app,
+)
+
+# --- sightings ---------------------------------------------------------------------------
+
+
+@sightings_app.command("import")
+def sightings_import(
+    file: Annotated[Path, typer.Argument(help="JSON lines: channel, contact, seen_at, sender…")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record sightings reported by a mail gateway, an SMS or voice provider, or a person."""
+    items = sightings.read_sightings(file)
+    with _workspace(workspace) as ws:
+        report = sightings.record_sightings(ws, items)
+    if json_out:
+        _print_json(report.__dict__)
+        return
+    out.print(
+        f"{report.recorded:,} recorded: {report.evidence:,} evidence, "
+        f"{report.expected_use:,} expected use, {report.not_canary:,} not canaries; "
+        f"{report.duplicates:,} duplicates skipped"
+    )
+    for problem in report.problems[:20]:
+        out.print(f"  [yellow]{problem}[/]")
+
+
+@sightings_app.command("trace")
+def sightings_trace(
+    strong_only: Annotated[
+        bool, typer.Option(help="Count only contacts that used the canary's name.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Name the recipients whose canaries are being contacted, with p-values."""
+    with _workspace(workspace) as ws:
+        decision = sightings.attribute_sightings(ws, strong_only=strong_only)
+    data = decision.as_dict()
+    if json_out:
+        _print_json(data)
+        return
+    if not decision.suspects:
+        out.print("No suspect: no canary has been contacted outside expected use.")
+        return
+    _render_attribution(data["suspects"], data, top=10)
+
+
+# --- trace -------------------------------------------------------------------------------
+
+
+@app.command("trace")
+def trace_cmd(
+    dump: Annotated[
+        Path, typer.Argument(help="The leaked file (CSV, any columns, with or without header).")
+    ],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find who leaked a dump and whom it exposes; the result is stored."""
+    with _workspace(workspace) as ws, _progress("Tracing", json_mode=json_out) as tick:
+        report = trace.run_trace(ws, dump, progress=tick)
+    if json_out:
+        _print_json(report.as_dict())
+        return
+    _render_trace(report.as_dict())
+
+
+@app.command("traces")
+def traces_cmd(
+    trace_id: Annotated[int | None, typer.Argument(help="Show this trace in full.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List stored traces, or show one."""
+    with _workspace(workspace) as ws:
+        data: Any = trace.get_trace_report(ws, trace_id) if trace_id else trace.list_traces(ws)
+    if json_out:
+        _print_json(data)
+    elif trace_id:
+        _render_trace(data)
+    else:
+        table = Table("id", "when", "source", "rows", "customers", "named first")
+        for t in data:
+            table.add_row(
+                str(t["trace_id"]),
+                t["created_at"],
+                t["source"],
+                f"{t['rows_read']:,}",
+                f"{t['customers_matched']:,}",
+                t["top_suspect"] or "",
+            )
+        out.print(table)
+
+
+def _render_attribution(suspects: list[dict[str, Any]], decision: dict[str, Any], top: int) -> None:
+    r = {"suspects": suspects, "attribution": decision}
+    table = Table(
+        "#",
+        "suspect",
+        "kind",
+        "verdict",
+        "innocent match chance",
+        "canaries",
+        "customers",
+        title="Suspects",
+    )
+    for i, s in enumerate(r["suspects"][:top], 1):
+        who = s["recipient"] + (f" ({s['parent']})" if s["parent"] else "")
+        verdict = "[bold red]accused[/]" if s["accused"] else "not accused"
+        chance = one_in(s["p_value"]) if s["canaries_seen"] else "-"
+        table.add_row(
+            str(i),
+            who,
+            s["kind"],
+            verdict,
+            chance,
+            f"{s['canaries_seen']}/{s['canaries_observed']}",
+            f"{s['customers_covered']:,}/{s['customers_matched']:,}",
+        )
+    if r["suspects"]:
+        out.print(table)
+        for i, s in enumerate(r["suspects"][:3], 1):
+            if s["canaries_seen"] or i == 1:
+                out.print(f"  {i}. {s['explanation']}")
+        decision = r.get("attribution") or {}
+        if decision:
+            out.print(
+                f"Accusation rule: innocent match chance at most {decision['threshold']:.1e} "
+                f"(ε = {decision['epsilon']:g} over {decision['recipients']} recipients, "
+                f"{decision['layers']} layer(s)); simplest explanation: "
+                f"{', '.join(decision['cover']) or 'none'}."
+            )
+    else:
+        out.print(
+            "No suspect: nothing in this file matches a canary or a customer shared with anyone."
+        )
+
+
+def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
+    out.print(
+        f"Trace #{r['trace_id']} of [bold]{r['source']}[/]: {r['rows_read']:,} rows, "
+        f"{r['customers_matched']:,} customers and {r['canaries_matched']:,} canaries matched"
+    )
+    if r["columns"]:
+        out.print("Columns read: " + ", ".join(f"{h} → {f}" for h, f in r["columns"].items()))
+    _render_attribution(r["suspects"], r.get("attribution") or {}, top)
+    scope = r["scope"]
+    if scope["people"]:
+        fields_t = Table("data field", "people", title=f"Exposed: {scope['people']:,} people")
+        for name, count in scope["by_field"].items():
+            fields_t.add_row(label(name, "en"), f"{count:,}")
+        places = Table("country", "people", title="By country")
+        for country, count in scope["by_country"].items():
+            places.add_row(country, f"{count:,}")
+        out.print(fields_t, places)
