@@ -205,18 +205,20 @@ def attribute(
 
     # One (canary, share) pair per planting; a canary counts once per recipient holding it.
     arrays = [np.asarray(c.shares, dtype=np.int64) for c in evidence]
-    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
     flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-    canary_of = np.repeat(np.arange(len(evidence)), lengths)
     known = (flat >= 0) & (flat < lookup.size - 1)
-    owner = np.full(flat.size, -1, dtype=np.int64)
-    owner[known] = lookup[flat[known]]
+    owner = lookup[np.where(known, flat, lookup.size - 1)]  # the last slot holds -1
     valid = owner >= 0
-    pairs = np.sort(canary_of[valid] * max(n, 1) + owner[valid])
-    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if pairs.size else pairs
-    pair_canary, pair_owner = pairs // max(n, 1), pairs % max(n, 1)
+    pair_canary = np.repeat(np.arange(len(evidence)), lengths)[valid]
+    pair_owner = owner[valid]
+    if pair_owner.size and events.max() > 1:
+        # Only a recipient with several share events can hold one canary twice.
+        pairs = np.sort(pair_canary * n + pair_owner)
+        pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
+        pair_canary, pair_owner = pairs // n, pairs % n
     exclusive_mask = np.array([c.layer == "exclusive" for c in evidence], dtype=bool)
-    is_exclusive = exclusive_mask[pair_canary] if pairs.size else np.zeros(0, dtype=bool)
+    is_exclusive = exclusive_mask[pair_canary]
     hx = np.bincount(pair_owner[is_exclusive], minlength=n)
     hs = np.bincount(pair_owner[~is_exclusive], minlength=n)
     m = np.array([exclusive_counts.get(rid, 0) for rid in rids])
@@ -283,7 +285,9 @@ def attribute(
     # The cover only needs the recipients that hold the most observed canaries.
     strongest = [int(i) for i in np.argsort(-held, kind="stable")[:50] if held[i] > 0]
     holdings: dict[int, set[int]] = {i: set() for i in strongest}
-    near = np.isin(pair_owner, strongest)
+    is_strong = np.zeros(n, dtype=bool)
+    is_strong[strongest] = True
+    near = is_strong[pair_owner]
     for i, ci in zip(pair_owner[near].tolist(), pair_canary[near].tolist(), strict=True):
         holdings[i].add(evidence[ci].canary_id)
     names = {i: per_recipient[i][0].recipient for i in strongest}

@@ -70,6 +70,7 @@ class Design:
     inputs: DesignInput
     layers: list[Layer] = field(default_factory=list)
     fano_bound: float = 0.0
+    # Smallest leaked fraction of a share that still names its single leaker (1 - δ).
     detection_limit: float = 1.0
 
     @property
@@ -152,9 +153,22 @@ def shared_pool(
     return math.ceil(mu / (s * q**colluders)), q
 
 
-def detection_limit(canaries: int, miss: float) -> float:
-    """Smallest leaked fraction holding one of ``canaries`` with probability 1 - miss."""
-    return 1.0 if canaries <= 0 else 1 - miss ** (1 / canaries)
+def detection_limit(canaries: int, miss: float, hits: int = 1) -> float:
+    """Smallest leaked fraction holding ``hits`` of ``canaries`` with probability 1 - miss.
+
+    With ``hits`` = 1 this is s_lim = 1 - δ^(1/m); the decoder may need more hits than
+    one before it can accuse under noise, and the limit then rises accordingly.
+    """
+    if canaries < max(hits, 1):
+        return 1.0
+    if hits <= 1:
+        return 1 - miss ** (1 / canaries)
+    from scipy.optimize import brentq
+
+    def short(s: float) -> float:
+        return float(_stats().binom.sf(hits - 1, canaries, s)) - (1 - miss)
+
+    return float(brentq(short, 1e-12, 1 - 1e-12))
 
 
 def plan(inputs: DesignInput) -> Design:
@@ -164,8 +178,10 @@ def plan(inputs: DesignInput) -> Design:
     layer_count = 1 + (c > 1) + inputs.tardos
     eps = inputs.epsilon / layer_count
     hits = 1
+    # Each of c union colluders must show its own canaries: split the miss chance.
+    miss_each = inputs.miss / c
     while True:
-        m = exclusive_per_share(s, inputs.miss, hits)
+        m = exclusive_per_share(s, miss_each, hits)
         needed = hits_needed(n, m, inputs.noise, eps)
         if needed <= hits:
             break
@@ -185,5 +201,5 @@ def plan(inputs: DesignInput) -> Design:
         inputs,
         layers,
         fano_bound(n, c, s, inputs.epsilon),
-        detection_limit(m, inputs.miss),
+        detection_limit(m, inputs.miss, hits),
     )

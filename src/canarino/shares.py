@@ -175,7 +175,7 @@ def create_share(
             names,
             out,
             digest,
-            detection_limit(count, ws.settings.canary_miss),
+            detection_limit(count, ws.settings.canary_miss, exclusive_layer.hits_needed),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -12,6 +13,7 @@ from .. import customers as customers_mod
 from .. import recipients, shares, sightings
 from ..design import DesignInput, plan
 from ..errors import InvalidInput
+from ..simulate import simulate
 from ..sources import SOURCES
 from ..workspace import init_workspace
 from .base import (
@@ -238,17 +240,34 @@ def design_cmd(
         float, typer.Option(help="Chance a canary shows up without its recipient leaking.")
     ] = 1e-6,
     tardos: Annotated[bool, typer.Option(help="Also size a Tardos-type layer.")] = False,
+    trials: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Simulate this many leaks on the design (union, and intersection with "
+            "colluders) and report measured detection and false accusations.",
+        ),
+    ] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
-    """Size the canary design: canaries per share for each layer, and the bounds."""
+    """Size the canary design, then measure it with the built-in simulator."""
     try:
         design = plan(
             DesignInput(recipients, colluders, smallest_leak, epsilon, miss, noise, tardos)
         )
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    results = []
+    if trials:
+        rng = np.random.default_rng(seed)
+        attacks = ["union", "intersection"] if colluders > 1 else ["union"]
+        with _progress("Simulating", json_mode=json_out) as tick:
+            for i, attack in enumerate(attacks):
+                tick(i, len(attacks))
+                results.append(simulate(design, colluders, smallest_leak, attack, trials, rng))  # type: ignore[arg-type]
     if json_out:
-        _print_json(design.as_dict())
+        _print_json({**design.as_dict(), "simulation": [r.as_dict() for r in results]})
         return
     table = Table("layer", "per share", "pool", "bias q", "hits to accuse", "note")
     for lay in design.layers:
@@ -266,3 +285,21 @@ def design_cmd(
         f"{design.fano_bound:,.0f} in all (Fano bound); a single leaker's copy is caught from "
         f"{design.detection_limit:.2%} of a share."
     )
+    if results:
+        sim = Table(
+            "attack",
+            "trials",
+            "all colluders named",
+            "at least one",
+            "innocents accused",
+            title=f"Simulated leaks of {smallest_leak:.0%} of each share",
+        )
+        for r in results:
+            sim.add_row(
+                r.attack,
+                f"{r.trials:,}",
+                f"{r.p_all:.1%}",
+                f"{r.p_any:.1%}",
+                f"{r.innocents_accused:,} of {r.innocent_trials:,}",
+            )
+        out.print(sim)
