@@ -358,5 +358,10 @@ def explain(s: Suspect) -> str:
             f"customers found ({pct:.0f}%)"
         )
     if s.window:
-        parts.append(f"the copy was taken between {s.window[0][:10]} and {s.window[1][:10]}")
+        start, end = s.window
+        size = 10 if start[:10] != end[:10] else 16  # same day: show the times too
+        parts.append(
+            f"the copy was taken between {start[:size].replace('T', ' ')} and "
+            f"{end[:size].replace('T', ' ')}"
+        )
     return "; ".join(parts) + "."

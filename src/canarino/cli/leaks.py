@@ -151,7 +151,7 @@ def _render_attribution(suspects: list[dict[str, Any]], decision: dict[str, Any]
                 f"Accusation rule: innocent match chance at most {decision['threshold']:.1e} "
                 f"(ε = {decision['epsilon']:g} over {decision['recipients']} recipients, "
                 f"{decision['layers']} layer(s)); simplest explanation: "
-                f"{', '.join(decision['cover']) or 'none'}."
+                f"{', '.join(decision['cover']) or 'none'}"
             )
     else:
         out.print(
