@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from canarino.recognition import Candidate, CanaryRecognizer, Monitored
+from canarino.recognition import CanaryRecognizer, Candidate, Monitored
 from canarino.shares import ShareResult
 from canarino.trace import run_trace
 from canarino.workspace import Workspace

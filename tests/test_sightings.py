@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from canarino.errors import InvalidInput
+from canarino.shares import ShareResult
 from canarino.sightings import (
     SightingIn,
     allow_sender,
@@ -16,7 +17,6 @@ from canarino.sightings import (
     record_sightings,
     sighting_counts,
 )
-from canarino.shares import ShareResult
 from canarino.workspace import Workspace
 
 from .conftest import MAIL_DOMAINS
@@ -91,7 +91,7 @@ def test_bad_sightings_are_reported_not_stored(loaded: Workspace) -> None:
         [
             SightingIn("fax", "x@y.it", T),
             SightingIn("email", "not-an-address", T),
-            SightingIn("email", "a@b.it", datetime(2026, 1, 1)),  # noqa: DTZ001
+            SightingIn("email", "a@b.it", datetime(2026, 1, 1)),
         ],
     )
     assert report.recorded == 0 and len(report.problems) == 3
