@@ -117,5 +117,7 @@ def test_canary_contact_points_never_repeat_a_stored_one(tmp_path: Path, loaded:
     for i in range(3):
         create_share(loaded, "V", "email,phone", tmp_path / f"v{i}.csv")
     with loaded.db.session() as s:
-        digests = s.scalars(select(m.Pseudonym.digest).where(m.Pseudonym.canary_id.is_not(None))).all()
+        digests = s.scalars(
+            select(m.Pseudonym.digest).where(m.Pseudonym.canary_id.is_not(None))
+        ).all()
     assert len(digests) == len(set(digests))
