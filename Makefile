@@ -33,6 +33,7 @@ docs: install
 
 bench: install
 	$(BIN)/python bench/trace.py
+	$(BIN)/python bench/attribution.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
