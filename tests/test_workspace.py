@@ -121,3 +121,19 @@ def test_every_setting_is_in_the_guide() -> None:
     for name in Settings.model_fields:
         if name != "workspace":
             assert f"`{name}`" in guide, f"setting {name} is not in docs/guide.md"
+
+
+def test_the_secret_never_reaches_the_database_or_the_export(
+    shared: dict[str, object], loaded: object, tmp_path: Path
+) -> None:
+    from canarino.workspace import Workspace
+
+    assert isinstance(loaded, Workspace)
+    secret_hex = loaded.settings.secret_path.read_text().strip()
+    secret = bytes.fromhex(secret_hex)
+    loaded.close()
+    files = [*tmp_path.glob("ws/canarino.db*"), *tmp_path.glob("*.csv")]
+    assert files
+    for path in files:
+        blob = path.read_bytes()
+        assert secret not in blob and secret_hex.encode() not in blob, path.name
