@@ -108,3 +108,25 @@ def test_commands_outside_a_workspace_explain_how_to_start(
 
 def test_formats_lists_csv() -> None:
     assert "csv" in run("formats")
+
+
+def test_trace_reads_standard_input_and_lists_unreadable_members(
+    workspace: Path, tmp_path: Path
+) -> None:
+    import zipfile
+
+    w = ("-w", str(workspace))
+    run("recipients", "add", "Vendor A", *w)
+    export = tmp_path / "a.csv"
+    run("share", "--to", "Vendor A", "--fields", "first_name,email", "--out", str(export), *w)
+    dump = tmp_path / "dump.csv"
+    make_dump(export, dump, fraction=0.5, seed=3)
+    result = runner.invoke(app, ["trace", "-", "--json", *w], input=dump.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["suspects"][0]["recipient"] == "Vendor A"
+    archive = tmp_path / "leak.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("dump.csv", dump.read_bytes())
+        zf.writestr("junk.bin", b"\0\1\2" * 10)
+    output = run("trace", str(archive), *w)
+    assert "Not read:" in output and "junk.bin" in output

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,8 @@ def test_trace_names_the_vendor_whose_canaries_leaked(
     shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
 ) -> None:
     dump = tmp_path / "dump.csv"
-    leaked = make_dump(shared["Vendor B"].path, dump, fraction=0.3, seed=4, noise_rows=50)
+    # 70% of a share with 10 canaries: no canary in it 1 time in 170,000.
+    leaked = make_dump(shared["Vendor B"].path, dump, fraction=0.7, seed=4, noise_rows=50)
     report = run_trace(loaded, dump)
     assert report.rows_read == leaked + 50
     assert report.canaries_matched >= 1
@@ -131,3 +134,24 @@ def test_hostile_dumps_fail_cleanly_and_store_nothing(
     message = str(info.value)
     assert "\n" not in message and str(path) in message and "posta.it" not in message
     assert _traces(loaded) == before
+
+
+def test_trace_reads_archives_and_folders(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    leaked = make_dump(shared["Vendor B"].path, dump, fraction=0.3, seed=4, noise_rows=50)
+    plain = run_trace(loaded, dump)
+    archive = tmp_path / "leak.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a/dump.csv.gz", gzip.compress(dump.read_bytes()))
+        zf.writestr("junk.bin", b"\0\1\2" * 10)
+    report = run_trace(loaded, archive)
+    assert report.rows_read == leaked + 50
+    assert report.customers_matched == plain.customers_matched
+    assert report.problems == [f"{archive}!junk.bin: not a format canarino reads"]
+    assert all(k.startswith("a/dump.csv.gz!dump.csv: ") for k in report.columns)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "x.csv").write_bytes(dump.read_bytes())
+    assert run_trace(loaded, folder).customers_matched == plain.customers_matched

@@ -80,7 +80,12 @@ def classify_columns(
                 by_content = "email"
             elif sum(_looks_like_phone(v) for v in values) >= need:
                 by_content = "phone"
-        by_header = field_for_header(headers[i]) if headers and i < len(headers) else None
+        by_header = None
+        if headers and i < len(headers):
+            # Nested JSON arrives as dotted paths: "customer.contact.email".
+            by_header = field_for_header(headers[i]) or field_for_header(
+                headers[i].rsplit(".", 1)[-1]
+            )
         if by_header in ("email", "phone") and by_content != by_header:
             by_header = None
         if by_content and by_content == by_header:

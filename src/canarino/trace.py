@@ -30,7 +30,7 @@ from .scope import (
     merge,
 )
 from .shares import CANARY_CONTEXT
-from .sources import Limits, open_source
+from .sources import Limits, Problem, Source, open_sources
 from .workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -55,6 +55,7 @@ class TraceReport:
     suspects: list[Suspect] = field(default_factory=list)
     scope: Scope = field(default_factory=Scope)
     attribution: Attribution | None = None
+    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -76,6 +77,7 @@ class TraceReport:
                 if k != "suspects"
             },
             "scope": self.scope.as_dict(),
+            "problems": self.problems,
         }
 
 
@@ -101,43 +103,114 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) -> TraceReport:
-    """Trace the leaked file at ``path`` and store the result; nothing is stored on error."""
-    limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns, ws.settings.batch_rows)
-    source = open_source(path, limits)
+@dataclass
+class _Read:
+    """What reading one source of a dump gave."""
+
+    matches: list[BatchMatch]
+    candidates: list[Candidate]
+    rows: int
+    columns: dict[str, str]
+    matchable: bool
+
+
+def _read_source(
+    source: Source,
+    label: str,
+    index: PseudonymIndex,
+    ws: Workspace,
+    phones: PhoneCandidates,
+    monitored: Monitored,
+    room: int,
+    progress: Progress | None,
+) -> _Read:
     layout = source.layout()
-    with ws.db.session() as s:
+    matcher: Matcher | None = None
+    read = _Read([], [], 0, {}, False)
+    for batch in source.batches():
+        if matcher is None:
+            columns = classify_columns(layout.headers, batch.data)
+            matcher = Matcher(index, ws.vault.pseudonyms, phones, columns, monitored)
+        found = matcher.match(batch.data, batch.first_row)
+        read.candidates += found.candidates[: room - len(read.candidates)]
+        found.candidates = []
+        read.matches.append(found)
+        read.rows += batch.data.num_rows
+        if progress:
+            progress(batch.bytes_read, source.size)
+    if matcher is not None:
+        read.matchable = bool(matcher.email_cols or matcher.phone_cols)
+        for i, f in matcher.columns.items():
+            name = layout.headers[i] if layout.headers and i < len(layout.headers) else ""
+            read.columns[f"{label}{name or f'column {i + 1}'}"] = f
+    return read
+
+
+def run_trace(
+    ws: Workspace,
+    path: Path,
+    *,
+    progress: Progress | None = None,
+    password: str | None = None,
+) -> TraceReport:
+    """Trace the leaked file at ``path`` and store the result; nothing is stored on error.
+
+    Archives (zip, tar, 7z, gzip, bzip2, xz, nested) are read member by member;
+    ``password`` opens encrypted ones. A member that cannot be read is listed in
+    ``problems`` and the rest is traced.
+    """
+    limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns, ws.settings.batch_rows)
+    with ws.db.session() as s, open_sources(path, limits, password=password) as dump:
         index = load_index(s)
         phones = PhoneCandidates(store.customer_countries(s) or ["IT"])
         monitored = Monitored(ws.settings.mail_domains, ws.settings.phone_ranges)
-        matcher: Matcher | None = None
         matches: list[BatchMatch] = []
         candidates: list[Candidate] = []
-        rows = 0
-        for batch in source.batches():
-            if matcher is None:
-                columns = classify_columns(layout.headers, batch.data)
-                matcher = Matcher(index, ws.vault.pseudonyms, phones, columns, monitored)
-            found = matcher.match(batch.data, batch.first_row)
-            candidates += found.candidates[: MAX_CANDIDATES - len(candidates)]
-            found.candidates = []
-            matches.append(found)
-            rows += batch.data.num_rows
-            if progress:
-                progress(batch.bytes_read, source.size)
+        names: dict[str, str] = {}
+        rows = skipped = columns_seen = 0
+        matchable = False
+        for source in dump:
+            whole = source.name == str(path)
+            label = "" if whole else f"{source.name.removeprefix(str(path) + '!')}: "
+            try:
+                read = _read_source(
+                    source,
+                    label,
+                    index,
+                    ws,
+                    phones,
+                    monitored,
+                    MAX_CANDIDATES - len(candidates),
+                    progress,
+                )
+            except InvalidInput as exc:
+                if whole:
+                    raise
+                reason = str(exc).removeprefix(f"{source.name}: ")
+                dump.problems.append(Problem(source.name, reason))
+                continue
+            matches += read.matches
+            candidates += read.candidates
+            names |= read.columns
+            rows += read.rows
+            skipped += source.skipped_rows
+            columns_seen += source.layout().columns
+            matchable = matchable or read.matchable
+        problems = [str(p) for p in dump.problems]
         if rows == 0:
             raise InvalidInput(f"{path}: no data rows to trace")
-        assert matcher is not None
-        if not matcher.email_cols and not matcher.phone_cols:
+        if not matchable:
             raise InvalidInput(
-                f"{path}: found no email or phone column in {layout.columns} columns",
+                f"{path}: found no email or phone column in {columns_seen} columns",
                 hint="canarino matches leaks on email addresses and phone numbers",
             )
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        size = sum(f.stat().st_size for f in files)
         exposed, matched_by = merge(matches)
         trace = m.Trace(
             source_name=path.name,
-            source_sha256=_sha256(path),
-            size_bytes=source.size,
+            source_sha256=_sha256(path) if path.is_file() else "",
+            size_bytes=size,
             rows_read=rows,
             result={},
         )
@@ -154,28 +227,21 @@ def run_trace(ws: Workspace, path: Path, *, progress: Progress | None = None) ->
         _insert_matches(s, trace.id, customers, canaries)
         decision = _attribute(ws, s, trace.id, len(customers), trace.created_at)
         scope = build_scope(_scope_groups(s, trace.id))
-        names = {
-            (
-                layout.headers[i]
-                if layout.headers and i < len(layout.headers)
-                else f"column {i + 1}"
-            ): f
-            for i, f in matcher.columns.items()
-        }
         report = TraceReport(
             trace.id,
             trace.created_at,
             path.name,
             trace.source_sha256,
-            source.size,
+            size,
             rows,
-            getattr(source, "skipped_rows", 0),
+            skipped,
             names,
             len(customers),
             len(canaries),
             decision.suspects,
             scope,
             decision,
+            problems,
         )
         trace.result = report.as_dict()
         return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from rich.table import Table
 from .. import sightings, trace
 from ..attribution import one_in
 from ..fields import label
+from ..sources import Limits, spool
 from .base import (
     JsonOpt,
     WorkspaceOpt,
@@ -18,6 +20,7 @@ from .base import (
     _progress,
     _workspace,
     app,
+    err,
     out,
     sightings_app,
 )
@@ -74,18 +77,39 @@ def sightings_trace(
 @app.command("trace")
 def trace_cmd(
     dump: Annotated[
-        Path, typer.Argument(help="The leaked file (CSV, any columns, with or without header).")
+        Path,
+        typer.Argument(
+            help="The leak: a file (CSV/TSV, JSON, NDJSON, XLSX/XLS/ODS, SQL dump, Parquet, "
+            "combo list, mbox/EML/MSG), an archive (zip, 7z, tar, gz, bz2, xz, nested), "
+            "a folder, or - for standard input."
+        ),
     ],
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password",
+            envvar="CANARINO_DUMP_PASSWORD",
+            help="Password of an encrypted zip or 7z archive.",
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find who leaked a dump and whom it exposes; the result is stored."""
     with _workspace(workspace) as ws, _progress("Tracing", json_mode=json_out) as tick:
-        report = trace.run_trace(ws, dump, progress=tick)
+        limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns)
+        spooled = spool(sys.stdin.buffer, limits) if str(dump) == "-" else None
+        try:
+            report = trace.run_trace(ws, spooled or dump, progress=tick, password=password)
+        finally:
+            if spooled is not None:
+                spooled.unlink(missing_ok=True)
     if json_out:
         _print_json(report.as_dict())
         return
     _render_trace(report.as_dict())
+    for problem in report.problems:
+        err.print(f"[yellow]Not read:[/] {problem}", highlight=False)
 
 
 @app.command("traces")

@@ -15,7 +15,16 @@ import pyarrow.csv as pacsv
 
 from ..errors import InvalidInput
 from ..fields import field_for_header
-from .base import SOURCES, Batch, Source, Table
+from .base import (
+    SOURCES,
+    Batch,
+    Source,
+    Table,
+    credential_columns,
+    redact,
+    redact_cells,
+    utf16_without_bom,
+)
 
 _DELIMITERS = (",", ";", "\t", "|")
 # Line length is bounded by our own readers; the csv module's lower default must not bite first.
@@ -29,6 +38,9 @@ def detect_encoding(head: bytes) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    utf16 = utf16_without_bom(head)
+    if utf16:
+        return utf16
     try:
         head.decode("utf-8")
         return "utf-8"
@@ -84,17 +96,23 @@ def is_header(cells: list[str]) -> bool:
 
 @SOURCES.register("csv")
 class CsvSource(Source):
-    """Delimited text in UTF-8, UTF-16, cp1252 or Latin-1; dialect and header detected."""
+    """Delimited text in UTF-8, UTF-16, cp1252 or Latin-1; dialect and header detected.
+
+    The catch-all for text: tried after every more specific format. Cells are read as
+    text and never evaluated, so formula-like cells (``=cmd|…``) are inert here.
+    Columns whose header names a password or other secret are redacted.
+    """
 
     NAME = "csv"
     SUFFIXES = (".csv", ".tsv", ".txt")
+    PRIORITY = 90
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        """Text that is not binary (UTF-16 with a BOM counts as text)."""
+        """Text that is not binary (UTF-16, with or without a BOM, counts as text)."""
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return True
-        return not looks_binary(head)
+        return utf16_without_bom(head) is not None or not looks_binary(head)
 
     @cached_property
     def _layout(self) -> Table:
@@ -102,6 +120,8 @@ class CsvSource(Source):
         with self.path.open("rb") as fp:
             head = fp.read(limit + 1)
         encoding = detect_encoding(head)
+        if encoding.startswith("utf-16"):
+            head = head[: len(head) // 2 * 2]
         text = head.decode(encoding, errors="replace")
         if encoding == "utf-8-sig":
             text = text.removeprefix("\ufeff")
@@ -111,17 +131,17 @@ class CsvSource(Source):
         for number, line in enumerate(lines, 1):
             if len(line) > limit:
                 raise InvalidInput(
-                    f"{self.path}: line {number} is longer than {limit:,} characters",
+                    f"{self.name}: line {number} is longer than {limit:,} characters",
                     hint="this is not a table canarino can read; raise max_line_bytes if it is",
                 )
         lines = [line for line in lines[:50] if line.strip()]
         if not lines:
-            raise InvalidInput(f"{self.path}: the file holds no text rows")
+            raise InvalidInput(f"{self.name}: the file holds no text rows")
         delimiter = choose_delimiter(lines)
         first = _split(lines[0], delimiter)
         if len(first) > self.limits.max_columns:
             raise InvalidInput(
-                f"{self.path}: line 1 has {len(first):,} columns, more than the limit of "
+                f"{self.name}: line 1 has {len(first):,} columns, more than the limit of "
                 f"{self.limits.max_columns:,}",
                 hint="check the delimiter, or raise max_columns",
             )
@@ -136,33 +156,33 @@ class CsvSource(Source):
         """Yield ``(line number, cells)`` with bounded line length."""
         layout = self._layout
         limit = self.limits.max_line_bytes
+        secret = credential_columns(layout.headers)
         with self.path.open("r", encoding=layout.encoding, errors="strict", newline="") as fp:
-            reader = csv.reader(
-                _bounded_lines(fp, limit, str(self.path)), delimiter=layout.delimiter
-            )
+            reader = csv.reader(_bounded_lines(fp, limit, self.name), delimiter=layout.delimiter)
             try:
                 if layout.headers is not None:
                     next(reader, None)
                 for cells in reader:
                     if len(cells) > self.limits.max_columns:
                         raise InvalidInput(
-                            f"{self.path}: line {reader.line_num} has {len(cells):,} columns, "
+                            f"{self.name}: line {reader.line_num} has {len(cells):,} columns, "
                             f"more than the limit of {self.limits.max_columns:,}"
                         )
-                    yield reader.line_num, cells
+                    yield reader.line_num, redact_cells(cells, secret)
             except UnicodeDecodeError:
                 raise InvalidInput(
-                    f"{self.path}: text is not valid {layout.encoding} near line "
+                    f"{self.name}: text is not valid {layout.encoding} near line "
                     f"{reader.line_num + 1}",
                     hint="save the file as UTF-8",
                 ) from None
             except csv.Error as exc:
-                raise InvalidInput(f"{self.path}: line {reader.line_num}: {exc}") from None
+                raise InvalidInput(f"{self.name}: line {reader.line_num}: {exc}") from None
 
     def batches(self) -> Iterator[Batch]:
         """Stream the file as Arrow batches of string columns ``c0``, ``c1``…."""
         layout = self._layout
         names = [f"c{i}" for i in range(layout.columns)]
+        secret = credential_columns(layout.headers)
         skipped = 0
 
         def on_invalid(_row: object) -> str:
@@ -187,49 +207,65 @@ class CsvSource(Source):
         )
         row = 1 if layout.headers is None else 2
         with self.path.open("rb") as fp:
-            raw = LineGuard(fp, self.limits.max_line_bytes)
+            raw = LineGuard(fp, self.limits.max_line_bytes, utf8=layout.encoding == "utf-8")
             try:
                 reader = pacsv.open_csv(
                     raw, read_options=read, parse_options=parse, convert_options=convert
                 )
                 for record_batch in reader:
-                    yield Batch(record_batch, raw.position, row)
+                    if raw.failure is not None:
+                        break
+                    yield Batch(redact(record_batch, secret), raw.position, row)
                     row += record_batch.num_rows
-            except LineTooLong:
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                if raw.failure is None:
+                    raise InvalidInput(f"{self.name}: {_arrow_reason(exc)}") from None
+            if raw.failure is NotUtf8:
                 raise InvalidInput(
-                    f"{self.path}: a line near byte {raw.position:,} is longer than "
+                    f"{self.name}: text is not valid UTF-8 near byte {raw.position:,}",
+                    hint="save the file as UTF-8",
+                )
+            if raw.failure is LineTooLong:
+                raise InvalidInput(
+                    f"{self.name}: a line near byte {raw.position:,} is longer than "
                     f"{self.limits.max_line_bytes:,} bytes"
-                ) from None
-            except pa.ArrowInvalid as exc:
-                raise InvalidInput(f"{self.path}: {_arrow_reason(exc)}") from None
+                )
         self.skipped_rows = skipped
-
-    skipped_rows: int = 0
 
 
 def _arrow_reason(exc: Exception) -> str:
     # Arrow's messages quote the offending cell; only the kind of problem is passed on.
     text = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"text is not valid {exc.encoding} (save the file as UTF-8)"
     if "UTF8" in text or "UTF-8" in text:
         return "text is not valid UTF-8 (save the file as UTF-8)"
     return "cannot be parsed as delimited text"
 
 
 class LineTooLong(Exception):
-    """Raised inside the reader when a physical line passes the limit."""
+    """Why the reader stopped: a physical line past the limit."""
+
+
+class NotUtf8(Exception):
+    """Why the reader stopped: bytes that are not UTF-8."""
 
 
 class LineGuard(io.RawIOBase):
     """A binary reader that fails as soon as any line grows past ``limit`` bytes.
 
     Arrow's CSV reader grows its blocks to fit a row, so a single endless line would
-    otherwise be read whole into memory.
+    otherwise be read whole into memory. With ``utf8`` it also checks the encoding:
+    Arrow's handler for bad rows cannot report a row that is not UTF-8.
     """
 
-    def __init__(self, fp: io.BufferedIOBase, limit: int) -> None:
+    def __init__(self, fp: io.BufferedIOBase, limit: int, *, utf8: bool = False) -> None:
         super().__init__()
         self._fp = fp
         self._limit = limit
+        self._decoder = codecs.getincrementaldecoder("utf-8")() if utf8 else None
+        self.failure: type[Exception] | None = None
+        self._carry = b""
         self._run = 0
         self.position = 0
 
@@ -238,23 +274,56 @@ class LineGuard(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        """Fill ``buffer`` from the file, checking line lengths on the way."""
-        n = self._fp.readinto(buffer)
-        if not n:
+        """Fill ``buffer`` from the file, checking line lengths on the way.
+
+        Arrow calls this from its own I/O thread, so nothing is raised here: a problem
+        ends the stream (returns 0) and is kept in ``failure`` for the caller to raise.
+        """
+        if self.failure is not None or self._fp.closed:
             return 0
-        chunk = np.frombuffer(buffer, dtype=np.uint8, count=n)
-        newlines = np.flatnonzero(chunk == 10)
-        if newlines.size == 0:
-            self._run += n
-        else:
-            longest = max(self._run + int(newlines[0]), int(np.diff(newlines).max(initial=0)))
-            self._run = n - 1 - int(newlines[-1])
-            if longest > self._limit:
-                raise LineTooLong
-        if self._run > self._limit:
-            raise LineTooLong
+        fresh = self._fp.read(max(len(buffer) - len(self._carry), 1))
+        if not fresh:
+            self.failure = self._finish()
+            return 0
+        problem = self._check(fresh)
+        if problem is not None:
+            self.failure = problem
+            return 0
+        data = self._carry + fresh
+        if self._decoder is not None:
+            # A block must not end inside a character: if the stream stops after it,
+            # Arrow's report of the last row would not decode.
+            pending = len(self._decoder.getstate()[0])
+            data, self._carry = (data[:-pending], data[-pending:]) if pending else (data, b"")
+        n = len(data)
+        buffer[:n] = data
         self.position += n
         return n
+
+    def _finish(self) -> type[Exception] | None:
+        if self._decoder is not None:
+            try:
+                self._decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                return NotUtf8
+        return None
+
+    def _check(self, data: bytes) -> type[Exception] | None:
+        if self._decoder is not None:
+            try:
+                self._decoder.decode(data)
+            except UnicodeDecodeError:
+                return NotUtf8
+        chunk = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(chunk == 10)
+        if newlines.size == 0:
+            self._run += len(data)
+        else:
+            longest = max(self._run + int(newlines[0]), int(np.diff(newlines).max(initial=0)))
+            self._run = len(data) - 1 - int(newlines[-1])
+            if longest > self._limit:
+                return LineTooLong
+        return LineTooLong if self._run > self._limit else None
 
 
 def _bounded_lines(fp: io.TextIOBase, limit: int, name: str) -> Iterator[str]:

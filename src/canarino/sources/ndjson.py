@@ -1,0 +1,127 @@
+"""NDJSON / JSON Lines: one JSON object per line, streamed line by line.
+
+Lines are bounded by ``Limits.max_line_bytes``; a line that is not valid JSON is
+skipped and counted (dumps often end in a half-written line). Nested objects are
+flattened into dotted paths like :mod:`canarino.sources.json`; the columns are every
+path seen, found by a first pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+from ..errors import InvalidInput
+from .base import (
+    SOURCES,
+    Batch,
+    Source,
+    Table,
+    TextLines,
+    batched_rows,
+    credential_columns,
+    decode_head,
+    redact_cells,
+    text_encoding,
+)
+from .json import TooDeep, flatten
+
+
+def _loads(line: str) -> Any:
+    # Numbers are kept as written: no float rounding, no cost for 100k-digit integers.
+    return json.loads(line, parse_int=str, parse_float=str, parse_constant=str)
+
+
+@SOURCES.register("ndjson")
+class NdjsonSource(Source):
+    """One JSON object per line (NDJSON, JSON Lines, MongoDB exports)."""
+
+    NAME = "ndjson"
+    SUFFIXES = (".ndjson", ".jsonl")
+    PRIORITY = 20
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        """At least two lines starting with ``{``, the first a complete JSON object."""
+        lines = [line.strip() for line in decode_head(head).splitlines()]
+        lines = [line for line in lines if line]
+        if len(lines) < 2 or not lines[0].startswith("{") or not lines[1].startswith("{"):
+            return False
+        try:
+            return isinstance(_loads(lines[0]), dict)
+        except (ValueError, RecursionError):
+            return False
+
+    @cached_property
+    def _encoding(self) -> str:
+        with self.path.open("rb") as fp:
+            return text_encoding(fp.read(4096))
+
+    def _lines(self) -> TextLines:
+        return TextLines(self.path, self._encoding, self.limits.max_line_bytes, self.name)
+
+    def _iter(self, lines: TextLines) -> Iterator[tuple[int, dict[str, str] | None]]:
+        """Yield ``(line number, flat record)``, or ``None`` for a line that is not JSON."""
+        depth = self.limits.max_depth
+        for number, line in lines:
+            if not line.strip():
+                continue
+            try:
+                yield number, flatten(_loads(line), depth)
+            except (TooDeep, RecursionError):
+                raise InvalidInput(
+                    f"{self.name}: line {number:,} is nested deeper than {depth} levels",
+                    hint="raise max_depth if the file is genuine",
+                ) from None
+            except ValueError:
+                yield number, None
+
+    @cached_property
+    def _layout(self) -> Table:
+        keys: dict[str, None] = {}
+        for _number, record in self._iter(self._lines()):
+            for k in record or ():
+                if k not in keys:
+                    keys[k] = None
+                    if len(keys) > self.limits.max_columns:
+                        raise InvalidInput(
+                            f"{self.name}: the records have more than "
+                            f"{self.limits.max_columns:,} distinct fields",
+                            hint="raise max_columns if the file is genuine",
+                        )
+        if not keys:
+            raise InvalidInput(f"{self.name}: no line holds a JSON object")
+        return Table(list(keys), len(keys), self._encoding, "\n")
+
+    def layout(self) -> Table:
+        """Every dotted path found in the records, in order of first appearance."""
+        return self._layout
+
+    def _cells(self, lines: TextLines) -> Iterator[tuple[int, list[str]]]:
+        headers = self._layout.headers or []
+        skipped = 0
+        for number, record in self._iter(lines):
+            if record is None:
+                skipped += 1
+                continue
+            yield number, [record.get(h, "") for h in headers]
+        self.skipped_rows = skipped
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """Yield ``(line number, cells)``; lines that are not JSON are skipped."""
+        secret = credential_columns(self._layout.headers)
+        for number, cells in self._cells(self._lines()):
+            yield number, redact_cells(cells, secret)
+
+    def batches(self) -> Iterator[Batch]:
+        """Stream the lines as Arrow batches of string columns."""
+        lines = self._lines()
+        yield from batched_rows(
+            self._cells(lines),
+            self._layout.columns,
+            self.limits.batch_rows,
+            lambda: lines.position,
+            credential_columns(self._layout.headers),
+        )
