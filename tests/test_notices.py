@@ -463,7 +463,7 @@ def test_custom_what_happened_replaces_the_standard_text() -> None:
 
 def test_unknown_or_missing_fields_are_programmer_errors() -> None:
     with pytest.raises(ValueError, match="unknown field"):
-        render_notice(_ctx(exposed_fields=["password"]))
+        render_notice(_ctx(exposed_fields=["shoe_size"]))
     with pytest.raises(ValueError, match="at least one"):
         render_notice(_ctx(exposed_fields=[]))
 

@@ -155,3 +155,14 @@ def test_trace_reads_archives_and_folders(
     folder.mkdir()
     (folder / "x.csv").write_bytes(dump.read_bytes())
     assert run_trace(loaded, folder).customers_matched == plain.customers_matched
+
+
+def test_a_combo_list_exposes_credentials_without_keeping_the_passwords(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path, people: list[dict[str, str]]
+) -> None:
+    combo = tmp_path / "combo.txt"
+    combo.write_text("".join(f"{p['email']}:Hunter2-{i}\n" for i, p in enumerate(people[:40])))
+    report = run_trace(loaded, combo)
+    assert report.customers_matched == 40
+    assert report.scope.by_category.get("credentials") == 40
+    assert "Hunter2" not in repr(get_trace_report(loaded, report.trace_id))

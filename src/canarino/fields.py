@@ -185,6 +185,23 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
+        "password",
+        "credentials",
+        "password or other credential",
+        "password o altra credenziale",
+        (
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "password hash",
+            "hash",
+            "credential",
+            "token",
+            "pin",
+        ),
+    ),
+    Field(
         "iban",
         "financial_account",
         "bank account (IBAN)",
