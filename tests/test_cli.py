@@ -130,3 +130,30 @@ def test_trace_reads_standard_input_and_lists_unreadable_members(
         zf.writestr("junk.bin", b"\0\1\2" * 10)
     output = run("trace", str(archive), *w)
     assert "Not read:" in output and "junk.bin" in output
+
+
+def test_notices_commands_prepare_send_and_report_in_doubt(workspace: Path, tmp_path: Path) -> None:
+    from canarino.testing import SmtpSink
+
+    w = ("-w", str(workspace))
+    run("recipients", "add", "Vendor A", *w)
+    export = tmp_path / "a.csv"
+    run("share", "--to", "Vendor A", "--fields", "first_name,email", "--out", str(export), *w)
+    dump = tmp_path / "dump.csv"
+    make_dump(export, dump, fraction=0.2, seed=5)
+    trace_id = json.loads(run("trace", str(dump), "--json", *w))["trace_id"]
+    incident = json.loads(run("incidents", "open", "--trace", str(trace_id), "--json", *w))["id"]
+    prepared = json.loads(run("notices", "prepare", str(incident), "--json", *w))["prepared"]
+    with SmtpSink() as sink:
+        sent = json.loads(
+            run(
+                "notices", "send", str(incident), "--smtp", f"{sink.host}:{sink.port}", "--json", *w
+            )
+        )
+        assert sent["sent"] == prepared == len(sink.messages) > 0
+    assert "No notice is in doubt" in run("notices", "in-doubt", str(incident), *w)
+    assert "0 notices settled" in run("notices", "resolve", str(incident), "resend", *w)
+    result = runner.invoke(
+        app, ["notices", "send", str(incident), "--smtp", "h:1", "--dkim-domain", "x.it", *w]
+    )
+    assert result.exit_code == 1 and "together" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -172,13 +173,42 @@ def _host_port(text: str) -> tuple[str, int]:
 def notices_send(
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
     smtp: Annotated[str, typer.Option(help="SMTP relay as HOST:PORT.")],
+    starttls: Annotated[bool, typer.Option(help="Upgrade the connection with STARTTLS.")] = False,
+    username: Annotated[str | None, typer.Option(help="SMTP login name.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="CANARINO_SMTP_PASSWORD", help="SMTP password (better via the env)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Parallel SMTP connections.")] = 4,
+    dkim_selector: Annotated[str | None, typer.Option(help="DKIM selector to sign with.")] = None,
+    dkim_domain: Annotated[str | None, typer.Option(help="DKIM signing domain (d=).")] = None,
+    dkim_key: Annotated[Path | None, typer.Option(help="PEM private key for DKIM.")] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Send the prepared notices; a notice already sent is never sent again."""
     host, port = _host_port(smtp)
+    key = None
+    if dkim_key or dkim_selector or dkim_domain:
+        if not (dkim_key and dkim_selector and dkim_domain):
+            raise InvalidInput("DKIM needs --dkim-selector, --dkim-domain and --dkim-key together")
+        try:
+            key = delivery.DkimKey(dkim_selector, dkim_domain, dkim_key.read_bytes())
+        except OSError as exc:
+            raise InvalidInput(f"{dkim_key}: cannot be read ({exc.strerror})") from None
     with _workspace(workspace) as ws, _progress("Sending", json_mode=json_out) as tick:
-        report = delivery.send_notices(ws, incident_id, host=host, port=port, progress=tick)
+        report = delivery.send_notices(
+            ws,
+            incident_id,
+            host=host,
+            port=port,
+            progress=tick,
+            starttls=starttls,
+            username=username,
+            password=password,
+            workers=workers,
+            dkim_key=key,
+        )
     if json_out:
         _print_json(report.__dict__)
         return
@@ -188,9 +218,72 @@ def notices_send(
     )
     if report.in_doubt:
         out.print(
-            f"[yellow]{report.in_doubt:,} notices were being sent when a previous run stopped; "
-            "check the relay's log before resending them.[/]"
+            f"[yellow]{report.in_doubt:,} notices may or may not have reached the relay; list "
+            "them with 'canarino notices in-doubt', check the relay's log, then resolve them.[/]"
         )
+
+
+@notices_app.command("in-doubt")
+def notices_in_doubt(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """List notices a stopped run left in 'sending': delivered or not, nobody knows yet."""
+    with _workspace(workspace) as ws:
+        rows = delivery.in_doubt_notices(ws, incident_id)
+    if not rows:
+        out.print("No notice is in doubt.")
+        return
+    table = Table("notice", "Message-ID", "attempts", "lease until", "last error")
+    for row in rows:
+        lease = row.lease_until.isoformat(timespec="seconds") if row.lease_until else "-"
+        table.add_row(
+            str(row.notice_id), row.message_id, str(row.attempts), lease, row.last_error or ""
+        )
+    out.print(table)
+
+
+@notices_app.command("resolve")
+def notices_resolve(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    action: Annotated[str, typer.Argument(help="resend (same Message-ID) or mark_sent.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Resolve the in-doubt notices after checking the relay's log."""
+    if action not in ("resend", "mark_sent"):
+        raise InvalidInput("the action is 'resend' or 'mark_sent'")
+    with _workspace(workspace) as ws:
+        settled = delivery.resolve_in_doubt(ws, incident_id, action)  # type: ignore[arg-type]
+    out.print(f"{settled:,} notices settled ({action})")
+
+
+@notices_app.command("bounces")
+def notices_bounces(
+    file: Annotated[Path, typer.Argument(help="Bounce messages: an mbox or an EML file.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record delivery failure reports; a hard bounce moves the person to a letter."""
+    if not file.is_file():
+        raise InvalidInput(f"{file}: no such file")
+    with _workspace(workspace) as ws:
+        report = delivery.record_bounces(ws, file)
+    if json_out:
+        _print_json(report.__dict__)
+        return
+    out.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.__dict__.items()))
+
+
+@notices_app.command("letters")
+def notices_letters(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the print-ready batches.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write queued letters as print-ready batches (PDF with WeasyPrint, else HTML)."""
+    with _workspace(workspace) as ws:
+        report = delivery.print_letters(ws, incident_id, out_dir)
+    out.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.__dict__.items()))
 
 
 @notices_app.command("status")
