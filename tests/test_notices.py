@@ -500,3 +500,19 @@ def test_reference_is_short_readable_and_round_trips_as_a_token() -> None:
             r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}", ref
         )
         assert reference_from_token(reference_token(ref)) == ref
+
+
+@pytest.mark.parametrize(
+    ("language", "advice"),
+    [
+        ("en", "Change your password"),
+        ("it", "Cambi la password"),
+        ("fr", "Changez votre mot de passe"),
+        ("de", "Ändern Sie Ihr Passwort"),
+        ("es", "Cambie su contraseña"),
+    ],
+)
+def test_a_leaked_password_comes_with_advice_to_change_it(language: str, advice: str) -> None:
+    with_password = render_notice(_ctx(language=language, exposed_fields=["email", "password"]))
+    without = render_notice(_ctx(language=language, exposed_fields=["email"]))
+    assert advice in with_password.text and advice not in without.text

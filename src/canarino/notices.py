@@ -500,6 +500,7 @@ def render_notice(
             ("risk_address", {"address"}),
             ("risk_iban", {"iban"}),
             ("risk_identity", {"tax_code", "birth_date"}),
+            ("risk_password", {"password"}),
         )
         if fields & wanted
     ]
@@ -509,6 +510,7 @@ def render_notice(
             ("step_phone", {"phone"}),
             ("step_iban", {"iban"}),
             ("step_identity", {"tax_code", "birth_date"}),
+            ("step_password", {"password"}),
         )
         if fields & wanted
     ]
