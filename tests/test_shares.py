@@ -121,3 +121,21 @@ def test_canary_contact_points_never_repeat_a_stored_one(tmp_path: Path, loaded:
             select(m.Pseudonym.digest).where(m.Pseudonym.canary_id.is_not(None))
         ).all()
     assert len(digests) == len(set(digests))
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+        ("@SUM(1+1)", "'@SUM(1+1)"),
+        ('+HYPERLINK("x")', '\'+HYPERLINK("x")'),
+        ("-2+3", "-2+3"),
+        ("+393471234567", "+393471234567"),
+        ("Via Roma 1", "Via Roma 1"),
+        ("", ""),
+    ],
+)
+def test_export_cells_cannot_run_as_spreadsheet_formulas(cell: str, safe: str) -> None:
+    from canarino.shares import spreadsheet_safe
+
+    assert spreadsheet_safe(cell) == safe

@@ -274,6 +274,18 @@ def _taken(s: Session, digests: list[bytes]) -> set[bytes]:
     return out
 
 
+def spreadsheet_safe(cell: str) -> str:
+    """Neutralise a cell a spreadsheet would run as a formula (CSV injection).
+
+    ``+`` and ``-`` followed by a digit stay as they are: phone numbers and amounts.
+    """
+    if cell[:1] in ("=", "@", "\t", "\r") or (
+        cell[:1] in ("+", "-") and not cell[1:2].isdigit() and cell[1:2] != " "
+    ):
+        return "'" + cell
+    return cell
+
+
 def _write_csv(out: Path, header: list[str], rows: list[list[str]]) -> tuple[Path, str]:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=".canarino-", suffix=".csv", dir=out.parent)
@@ -283,7 +295,8 @@ def _write_csv(out: Path, header: list[str], rows: list[list[str]]) -> tuple[Pat
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fp:
             writer = csv.writer(fp, lineterminator="\r\n")
             writer.writerow(header)
-            writer.writerows(rows)
+            # Every row goes through the same writer: canaries look exactly like customers.
+            writer.writerows([spreadsheet_safe(c) for c in row] for row in rows)
         with tmp.open("rb") as fp:
             for chunk in iter(lambda: fp.read(1 << 20), b""):
                 digest.update(chunk)
