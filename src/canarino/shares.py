@@ -316,9 +316,3 @@ def _record(s: Session, share_id: int, customer_ids: list[int], canary_ids: list
         s.execute(
             insert(m.ShareCanary), [{"share_id": share_id, "canary_id": c} for c in canary_ids]
         )
-
-
-def count_shares(ws: Workspace) -> int:
-    """How many shares are recorded."""
-    with ws.db.session() as s:
-        return s.scalar(select(func.count()).select_from(m.Share)) or 0

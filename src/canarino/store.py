@@ -117,17 +117,6 @@ def customer_countries(s: Session) -> list[str]:
     return sorted(c for c in rows if c)
 
 
-# --- shares -----------------------------------------------------------------------------
-
-
-def get_share(s: Session, share_id: int) -> m.Share:
-    """Return share ``share_id``."""
-    share = s.get(m.Share, share_id)
-    if share is None:
-        raise NotFound(f"no share {share_id}")
-    return share
-
-
 # --- traces and incidents ---------------------------------------------------------------
 
 
