@@ -4,7 +4,14 @@ The library is the product; the ``canarino`` command and the web app call these 
 """
 
 from .customers import ImportReport, import_customers
-from .delivery import prepare_notices, send_notices
+from .delivery import (
+    in_doubt_notices,
+    prepare_notices,
+    print_letters,
+    record_bounces,
+    resolve_in_doubt,
+    send_notices,
+)
 from .demo import run_demo
 from .errors import (
     CanarinoError,
@@ -40,6 +47,7 @@ __all__ = [
     "create_share",
     "get_trace_report",
     "import_customers",
+    "in_doubt_notices",
     "init_workspace",
     "list_incidents",
     "list_recipients",
@@ -48,6 +56,9 @@ __all__ = [
     "open_incident",
     "open_workspace",
     "prepare_notices",
+    "print_letters",
+    "record_bounces",
+    "resolve_in_doubt",
     "run_demo",
     "run_trace",
     "send_notices",
