@@ -213,9 +213,6 @@ FIELDS: tuple[Field, ...] = (
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 
-# Fields whose values are contact points canarino can match on by keyed pseudonym.
-MATCHABLE: tuple[str, ...] = ("email", "phone")
-
 
 def _fold(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
