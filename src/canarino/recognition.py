@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA, Levenshtein
 
 _DIGITS = re.compile(r"\D+")
 EMAIL_CUTOFF = 85.0
@@ -132,10 +132,16 @@ class CanaryRecognizer:
             local, domain = cand.email.lower().strip().rsplit("@", 1)
             home = self.monitored.domain(domain)
             pool = self._locals.get(home or "", [])
-            matches = process.extract(
-                local, [p[0] for p in pool], scorer=fuzz.ratio, limit=3, score_cutoff=EMAIL_CUTOFF
+            locals_ = [p[0] for p in pool]
+            # Similar overall, or one typo away (a swap counts as one): short local
+            # parts lose too much ratio to a single transposition.
+            close = process.extract(
+                local, locals_, scorer=fuzz.ratio, limit=3, score_cutoff=EMAIL_CUTOFF
             )
-            out += [(pool[pos][1], "email~") for _, _, pos in matches]
+            typo = process.extract(local, locals_, scorer=OSA.distance, limit=3, score_cutoff=1)
+            for _, _, pos in [*close, *typo]:
+                if (pool[pos][1], "email~") not in out:
+                    out.append((pool[pos][1], "email~"))
         if cand.phone:
             digits = phone_digits(cand.phone)
             prefix = self.monitored.phone_range(cand.phone)
