@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# htmx comes from the npm registry at build time and is never committed; without npm the
+# pages still work as plain forms.
+HTMX := src/canarino/web/static/vendor/htmx.min.js
+$(HTMX):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix build/npm htmx.org@2 && \
+	  mkdir -p $(dir $(HTMX)) && cp build/npm/node_modules/htmx.org/dist/htmx.min.js $(HTMX); \
+	else echo "npm not found: the web app runs without htmx (full-page forms)"; fi
+
+install: $(STAMP) $(HTMX)
 
 demo: install
 	$(BIN)/canarino demo

@@ -281,3 +281,143 @@ class Sighting(Base):
     allowed_recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))
     evidence: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundMessage(Base):
+    """A raw message that reached a canary, kept compressed and size-capped as evidence."""
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sighting_id: Mapped[int | None] = mapped_column(ForeignKey("sightings.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel: Mapped[str] = mapped_column(String(16), default="email")
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class NoiseCount(Base):
+    """Contacts per day and channel that were not evidence: unknown addresses, controls."""
+
+    __tablename__ = "noise_counts"
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class Alert(Base):
+    """One alert about one share on one day; the unique key is the de-duplication."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    share_id: Mapped[int] = mapped_column(ForeignKey("shares.id"), index=True)
+    day: Mapped[str] = mapped_column(String(10))
+    sighting_id: Mapped[int | None] = mapped_column(ForeignKey("sightings.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    deliveries: Mapped[dict[str, Any]]
+    __table_args__ = (UniqueConstraint("share_id", "day"),)
+
+
+class Campaign(Base):
+    """Sightings that share sender infrastructure, links or message template."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    features: Mapped[dict[str, Any]]
+
+
+class CampaignSighting(Base):
+    """Membership of a sighting in a campaign."""
+
+    __tablename__ = "campaign_sightings"
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    sighting_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("sightings.id"), primary_key=True
+    )
+
+
+class User(Base):
+    """A person who signs in to the web app."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A machine's bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebSession(Base):
+    """A signed-in browser; only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """Who viewed, revealed or exported personal data, or changed something, and when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]]
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class OutboundContact(Base):
+    """A contact staff registered, so a customer can check that a caller is really us."""
+
+    __tablename__ = "outbound_contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    contact_digest: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    code_digest: Mapped[str] = mapped_column(String(64), index=True)
+    staff: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class Assessment(Base):
+    """One computation of an incident's obligations, kept so changes over time show."""
+
+    __tablename__ = "assessments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(300))
+    obligations: Mapped[list[Any]]

@@ -115,6 +115,50 @@ class Settings(BaseSettings):
         1 << 20, ge=1024, description="Longest line accepted in a CSV file, in bytes."
     )
     max_columns: int = Field(1_000, ge=1, description="Most columns accepted in a CSV file.")
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Address the web app is reached at; alerts and notices link to it.",
+    )
+    web_listen: str = Field("127.0.0.1:8000", description="HOST:PORT the web app listens on.")
+    smtp_listen: str = Field(
+        "127.0.0.1:2525", description="HOST:PORT the inbound SMTP listener for canary mail uses."
+    )
+    smtp_max_bytes: int = Field(
+        10 << 20, ge=1024, description="Largest inbound message accepted, in bytes."
+    )
+    smtp_max_connections: int = Field(
+        100, ge=1, description="Most simultaneous inbound SMTP connections."
+    )
+    smtp_rate_per_minute: int = Field(
+        600, ge=1, description="Most inbound messages accepted per client IP per minute."
+    )
+    raw_message_cap: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Most bytes of a raw inbound message kept (compressed) as evidence.",
+    )
+    security_contacts: list[str] = Field(
+        default_factory=list, description="E-mail addresses that receive leak alerts."
+    )
+    alert_smtp: str | None = Field(
+        None, description="SMTP relay (HOST:PORT) alert e-mails are sent through."
+    )
+    alert_webhooks: list[str] = Field(
+        default_factory=list, description="URLs that receive each alert as JSON."
+    )
+    slack_webhooks: list[str] = Field(
+        default_factory=list, description="Slack-compatible incoming-webhook URLs for alerts."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Shared key of the generic SMS/voice webhooks (HMAC-SHA256 signatures).",
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="Twilio auth token, to verify X-Twilio-Signature on webhooks."
+    )
+    selfcheck_per_hour: int = Field(
+        20, ge=1, description="Most public self-check or caller-check requests per IP per hour."
+    )
 
     @field_validator("mail_domains")
     @classmethod

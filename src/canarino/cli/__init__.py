@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import data, demo, leaks, response
+from . import data, demo, leaks, live, response, web
 from .base import app
 
 __all__ = ["app", "command_paths", "main", "reference"]
-_ = (data, demo, leaks, response)
+_ = (data, demo, leaks, live, response, web)
 
 
 def main() -> None:

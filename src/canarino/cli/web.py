@@ -1,0 +1,3 @@
+"""Commands for the web app: ``serve`` and the people and machines that sign in."""
+
+from __future__ import annotations

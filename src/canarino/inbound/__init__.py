@@ -1,0 +1,1 @@
+"""Doors for live contacts with canaries: the SMTP listener, mailbox polling, webhooks."""

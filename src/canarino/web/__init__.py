@@ -1,0 +1,1 @@
+"""The web app: incident room for staff, JSON API for machines, public pages for customers."""
