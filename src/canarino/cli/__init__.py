@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import data, demo, leaks, live, response, web
+from . import alerts, data, demo, leaks, live, public, response, web
 from .base import app
 
 __all__ = ["app", "command_paths", "main", "reference"]
-_ = (data, demo, leaks, live, response, web)
+_ = (alerts, data, demo, leaks, live, public, response, web)
 
 
 def main() -> None:
