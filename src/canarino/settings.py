@@ -140,8 +140,10 @@ class Settings(BaseSettings):
     security_contacts: list[str] = Field(
         default_factory=list, description="E-mail addresses that receive leak alerts."
     )
-    alert_smtp: str | None = Field(
-        None, description="SMTP relay (HOST:PORT) alert e-mails are sent through."
+    smtp_relay: str | None = Field(
+        None,
+        description="SMTP relay (HOST:PORT) for mail the app sends on its own: alerts, "
+        "self-check answers.",
     )
     alert_webhooks: list[str] = Field(
         default_factory=list, description="URLs that receive each alert as JSON."
