@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from . import models as m
 from . import store
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, category_of
-from .obligations import RISK_LEVELS, IncidentFacts, Obligation, assess
+from .obligations import RISK_LEVELS, STATUSES, IncidentFacts, Obligation, assess
+from .rules_schema import CATEGORIES, EVENTS
 from .workspace import Workspace
 
 # Categories whose exposure makes harm to people likely without further facts
@@ -54,6 +56,14 @@ class IncidentView:
     obligations: list[Obligation] = field(default_factory=list)
     uncovered: list[str] = field(default_factory=list)
     notices: dict[str, int] = field(default_factory=dict)
+    # Facts recorded after opening (discovery, encryption, counts, texts for reports).
+    facts: dict[str, Any] = field(default_factory=dict)
+    discovered_at: datetime | None = None
+    determined_at: datetime | None = None
+    not_owed: list[tuple[str, str]] = field(default_factory=list)
+    # Duties marked done that the current facts no longer require; kept for the record.
+    withdrawn: list[dict[str, Any]] = field(default_factory=list)
+    assessed_at: datetime | None = None
 
     def as_dict(self, now: datetime, tz: str) -> dict[str, Any]:
         """JSON-ready form."""
@@ -78,6 +88,12 @@ class IncidentView:
             "obligations": [o.as_dict(now, tz) for o in self.obligations],
             "uncovered_jurisdictions": self.uncovered,
             "notices": self.notices,
+            "discovered_at": iso(self.discovered_at),
+            "determined_at": iso(self.determined_at),
+            "facts": self.facts,
+            "not_owed": [{"rule": rule, "reason": reason} for rule, reason in self.not_owed],
+            "withdrawn": self.withdrawn,
+            "assessed_at": iso(self.assessed_at),
         }
 
 
@@ -145,7 +161,7 @@ def open_incident(
             )
         )
         incident_id = incident.id
-    return show_incident(ws, incident_id, now=now)
+    return reassess(ws, incident_id, f"opened on trace #{trace_id}", now=now)
 
 
 def assess_risk(ws: Workspace, incident_id: int, risk: str, reason: str) -> IncidentView:
@@ -163,7 +179,7 @@ def assess_risk(ws: Workspace, incident_id: int, risk: str, reason: str) -> Inci
             .where(m.Incident.id == incident_id)
             .values(risk=risk, risk_reason=reason.strip())
         )
-    return show_incident(ws, incident_id)
+    return reassess(ws, incident_id, f"risk set to {risk}: {reason.strip()}")
 
 
 def residence(country: str | None, region: str | None) -> str | None:
@@ -179,64 +195,82 @@ def residence(country: str | None, region: str | None) -> str | None:
 
 
 def show_incident(ws: Workspace, incident_id: int, *, now: datetime | None = None) -> IncidentView:
-    """Load an incident with its counts, obligations under the rule files, and notices."""
+    """Load an incident with its counts, obligations under the rule files, and notices.
+
+    Each obligation carries the status recorded in the incident's history (``done`` stays
+    done whatever the facts later say); nothing is written.
+    """
     now = now or datetime.now(UTC)
     with ws.db.session() as s:
-        inc = store.get_incident(s, incident_id)
-        by_field: Counter[str] = Counter()
-        by_country: Counter[str] = Counter()
-        by_code: Counter[str] = Counter()
-        people = 0
-        query = (
-            select(m.Customer.country, m.Customer.region, m.IncidentPerson.fields, func.count())
-            .join(m.IncidentPerson, m.IncidentPerson.customer_id == m.Customer.id)
-            .where(m.IncidentPerson.incident_id == inc.id)
-            .group_by(m.Customer.country, m.Customer.region, m.IncidentPerson.fields)
-        )
-        for country, region, fields_text, count in s.execute(query):
-            people += count
-            by_country[country or "??"] += count
-            by_code[residence(country, region) or "unknown"] += count
-            for name in filter(None, fields_text.split(",")):
-                by_field[name] += count
-        notices = _notice_states(s, inc.id)
-        order = {n: i for i, n in enumerate(FIELD_NAMES)}
-        view = IncidentView(
-            inc.id,
-            inc.title,
-            inc.status,
-            inc.trace_id,
-            inc.aware_at,
-            inc.occurred_at,
-            inc.contained_at,
-            people,
-            inc.risk,
-            inc.risk_reason or "",
-            dict(sorted(by_field.items(), key=lambda kv: order.get(kv[0], 99))),
-            dict(by_country.most_common()),
-            dict(by_code.most_common()),
-            notices=notices,
-        )
-    affected = {code: n for code, n in by_code.items() if code != "unknown"}
-    if affected:
-        facts = IncidentFacts(
-            categories=frozenset(category_of(f) for f in by_field),
-            affected=affected,
-            aware=view.aware_at,
-            occurred=view.occurred_at,
-            contained=view.contained_at,
-            risk=view.risk,
-            risk_explanation=view.risk_reason,
-            role=ws.settings.role,
-            sectors=frozenset(ws.settings.sectors),
-            establishment=ws.settings.establishment,
-        )
-        result = assess(facts, now=now)
-        view.obligations = sorted(
-            result.obligations,
-            key=lambda o: (o.due_at is None, o.due_at or now, o.rule_id),
-        )
-        view.uncovered = list(result.uncovered)
+        return _load_view(s, ws, incident_id, now)
+
+
+def _load_view(
+    s: Session,
+    ws: Workspace,
+    incident_id: int,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+    statuses: dict[str, dict[str, Any]] | None = None,
+) -> IncidentView:
+    inc = store.get_incident(s, incident_id)
+    latest = _latest(s, inc.id)
+    stored_facts, stored_duties = _split(latest.obligations if latest else None)
+    extra = stored_facts if extra is None else extra
+    statuses = stored_duties if statuses is None else statuses
+    by_field: Counter[str] = Counter()
+    by_country: Counter[str] = Counter()
+    by_code: Counter[str] = Counter()
+    people = 0
+    query = (
+        select(m.Customer.country, m.Customer.region, m.IncidentPerson.fields, func.count())
+        .join(m.IncidentPerson, m.IncidentPerson.customer_id == m.Customer.id)
+        .where(m.IncidentPerson.incident_id == inc.id)
+        .group_by(m.Customer.country, m.Customer.region, m.IncidentPerson.fields)
+    )
+    for country, region, fields_text, count in s.execute(query):
+        people += count
+        by_country[country or "??"] += count
+        by_code[residence(country, region) or "unknown"] += count
+        for name in filter(None, fields_text.split(",")):
+            by_field[name] += count
+    order = {n: i for i, n in enumerate(FIELD_NAMES)}
+    view = IncidentView(
+        inc.id,
+        inc.title,
+        inc.status,
+        inc.trace_id,
+        inc.aware_at,
+        inc.occurred_at,
+        inc.contained_at,
+        people,
+        inc.risk,
+        inc.risk_reason or "",
+        dict(sorted(by_field.items(), key=lambda kv: order.get(kv[0], 99))),
+        dict(by_country.most_common()),
+        dict(by_code.most_common()),
+        notices=_notice_states(s, inc.id),
+        facts=dict(extra),
+        discovered_at=_parse(extra.get("discovered_at")),
+        determined_at=_parse(extra.get("determined_at")),
+        assessed_at=latest.computed_at if latest else None,
+    )
+    facts = _facts_for(view, extra, ws)
+    if facts is None:
+        return view
+    result = assess(facts, now=now)
+    owed = [_with_status(o, statuses.get(o.key)) for o in result.obligations]
+    view.obligations = sorted(
+        owed, key=lambda o: (o.due_at is None, o.due_at or now, o.rule_id, o.jurisdiction)
+    )
+    view.uncovered = list(result.uncovered)
+    view.not_owed = list(result.not_owed)
+    current = {o.key for o in owed}
+    view.withdrawn = [
+        entry
+        for key, entry in sorted(statuses.items())
+        if key not in current and entry.get("status") == "done"
+    ]
     return view
 
 
@@ -255,3 +289,367 @@ def list_incidents(ws: Workspace) -> list[IncidentView]:
     with ws.db.session() as s:
         ids = s.scalars(select(m.Incident.id).order_by(m.Incident.id.desc())).all()
     return [show_incident(ws, i) for i in ids]
+
+
+# --- phased notification: facts that change, duties that stay done, the history kept ----
+
+# Facts an analyst adds after opening; the incidents table has no columns for them, so the
+# latest assessment row carries them forward (see the "facts" entry of its JSON list).
+FACT_TEXTS = ("description", "cause", "consequences", "measures", "contact")
+HISTORY_REASON_MAX = 300
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One recorded assessment: why it was made, the facts then, and each duty's state."""
+
+    id: int
+    computed_at: datetime
+    reason: str
+    facts: dict[str, Any]
+    obligations: list[dict[str, Any]]
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "computed_at": self.computed_at.isoformat(timespec="seconds"),
+            "reason": self.reason,
+            "facts": self.facts,
+            "obligations": self.obligations,
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def _parse(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _latest(s: Session, incident_id: int) -> m.Assessment | None:
+    return s.scalar(
+        select(m.Assessment)
+        .where(m.Assessment.incident_id == incident_id)
+        .order_by(m.Assessment.id.desc())
+        .limit(1)
+    )
+
+
+def _split(entries: list[Any] | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The facts entry and the obligation entries (by key) of one assessment row."""
+    facts: dict[str, Any] = {}
+    duties: dict[str, dict[str, Any]] = {}
+    for entry in entries or []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("kind") == "facts":
+            facts = dict(entry.get("facts") or {})
+        elif entry.get("kind") == "obligation" and isinstance(entry.get("key"), str):
+            duties[entry["key"]] = entry
+    return facts, duties
+
+
+def _record(o: Obligation) -> dict[str, Any]:
+    return {
+        "kind": "obligation",
+        "key": o.key,
+        "rule_id": o.rule_id,
+        "jurisdiction": o.jurisdiction,
+        "title": o.title,
+        "recipient": o.recipient,
+        "authority": o.authority.name if o.authority else None,
+        "due_at": _iso(o.due_at),
+        "citation": o.citation,
+        "verification": o.verification,
+        "status": o.status,
+        "done_at": _iso(o.done_at),
+        "status_note": o.status_note,
+        "owed": True,
+    }
+
+
+def _with_status(o: Obligation, stored: dict[str, Any] | None) -> Obligation:
+    if not stored or stored.get("status") != "done":
+        return o
+    return replace(
+        o,
+        status="done",
+        done_at=_parse(stored.get("done_at")),
+        status_note=stored.get("status_note", ""),
+    )
+
+
+def _save(
+    s: Session, incident_id: int, view: IncidentView, reason: str, now: datetime
+) -> m.Assessment:
+    previous = _latest(s, incident_id)
+    _, before = _split(previous.obligations if previous else None)
+    entries: list[dict[str, Any]] = [{"kind": "facts", "facts": view.facts}]
+    current = {o.key for o in view.obligations}
+    entries += [_record(o) for o in view.obligations]
+    # A duty already done stays in the record even when new facts no longer require it.
+    for key, old in before.items():
+        if key not in current and old.get("status") == "done":
+            entries.append({**old, "owed": False})
+    row = m.Assessment(
+        incident_id=incident_id,
+        computed_at=now,
+        reason=reason.strip()[:HISTORY_REASON_MAX],
+        obligations=entries,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def _facts_for(view: IncidentView, extra: dict[str, Any], ws: Workspace) -> IncidentFacts | None:
+    affected = {code: n for code, n in view.by_jurisdiction.items() if code != "unknown"}
+    for code, count in (extra.get("counts") or {}).items():
+        affected[code] = count
+    if not affected:
+        return None
+    return IncidentFacts(
+        categories=frozenset(category_of(f) for f in view.by_field)
+        | set(extra.get("categories") or ()),
+        affected=affected,
+        aware=view.aware_at,
+        occurred=view.occurred_at,
+        discovered=_parse(extra.get("discovered_at")),
+        determined=_parse(extra.get("determined_at")),
+        contained=view.contained_at,
+        risk=view.risk,
+        risk_explanation=view.risk_reason,
+        encrypted=bool(extra.get("encrypted", False)),
+        key_exposed=bool(extra.get("key_exposed", False)),
+        events=frozenset(extra.get("events") or ("acquisition",)),
+        role=ws.settings.role,
+        sectors=frozenset(ws.settings.sectors),
+        establishment=ws.settings.establishment,
+    )
+
+
+def reassess(
+    ws: Workspace, incident_id: int, reason: str, *, now: datetime | None = None
+) -> IncidentView:
+    """Recompute the obligations and keep the result, with its reason, in the history."""
+    now = now or datetime.now(UTC)
+    with ws.db.session() as s:
+        view = _load_view(s, ws, incident_id, now)
+        _save(s, incident_id, view, reason, now)
+    return view
+
+
+def _check_time(value: datetime | None, name: str, now: datetime) -> str | None:
+    checked = _aware(value, name)
+    if checked is not None and checked > now:
+        raise InvalidInput(f"{name} is in the future", hint="give the time it happened")
+    return _iso(checked)
+
+
+def update_facts(
+    ws: Workspace,
+    incident_id: int,
+    reason: str,
+    *,
+    discovered_at: datetime | None = None,
+    determined_at: datetime | None = None,
+    occurred_at: datetime | None = None,
+    contained_at: datetime | None = None,
+    encrypted: bool | None = None,
+    key_exposed: bool | None = None,
+    events: list[str] | None = None,
+    categories: list[str] | None = None,
+    counts: Mapping[str, int] | None = None,
+    texts: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> IncidentView:
+    """Record new facts of an incident; obligations are recomputed, done duties stay done.
+
+    ``counts`` replaces the number of affected people of a jurisdiction code (e.g. people
+    who are not in the customer master); ``texts`` holds the narrative a report needs
+    (description, cause, consequences, measures, contact). Contradictory facts are refused
+    and nothing is stored.
+    """
+    if not reason.strip():
+        raise InvalidInput("a change of facts needs a reason, for the record")
+    now = now or datetime.now(UTC)
+    for name, values, known in (
+        ("event", events, EVENTS),
+        ("data category", categories, CATEGORIES),
+    ):
+        for value in values or ():
+            if value not in known:
+                raise InvalidInput(
+                    f"unknown {name} {value!r}", hint=f"use one of {', '.join(known)}"
+                )
+    for name in texts or {}:
+        if name not in FACT_TEXTS:
+            raise InvalidInput(f"unknown text {name!r}", hint=f"use one of {', '.join(FACT_TEXTS)}")
+    for code, count in (counts or {}).items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise InvalidInput(f"the count for {code} must be a whole number >= 0")
+    with ws.db.session() as s:
+        inc = store.get_incident(s, incident_id)
+        latest = _latest(s, inc.id)
+        extra, statuses = _split(latest.obligations if latest else None)
+        for name, value in (("discovered_at", discovered_at), ("determined_at", determined_at)):
+            if value is not None:
+                extra[name] = _check_time(value, name.replace("_", " "), now)
+        if occurred_at is not None:
+            _check_time(occurred_at, "occurred at", now)
+            inc.occurred_at = _aware(occurred_at, "occurred at")
+        if contained_at is not None:
+            _check_time(contained_at, "contained at", now)
+            inc.contained_at = _aware(contained_at, "contained at")
+        if encrypted is not None:
+            extra["encrypted"] = encrypted
+        if key_exposed is not None:
+            extra["key_exposed"] = key_exposed
+        if events is not None:
+            extra["events"] = sorted(set(events))
+        if categories is not None:
+            extra["categories"] = sorted(set(categories))
+        if counts:
+            extra["counts"] = {**(extra.get("counts") or {}), **dict(counts)}
+        for name, text in (texts or {}).items():
+            extra[name] = text.strip()
+        s.flush()
+        # Builds the facts, so contradictions (contained before occurred, unknown codes,
+        # a key exposed without encryption) raise here and the session rolls back.
+        view = _load_view(s, ws, inc.id, now, extra, statuses)
+        _save(s, inc.id, view, reason, now)
+    return view
+
+
+def merge_trace(
+    ws: Workspace, incident_id: int, trace_id: int, *, now: datetime | None = None
+) -> IncidentView:
+    """Add the people of another trace to an incident (scope grows); duties are recomputed."""
+    now = now or datetime.now(UTC)
+    with ws.db.session() as s:
+        inc = store.get_incident(s, incident_id)
+        trace = store.get_trace(s, trace_id)
+        known = dict(
+            s.execute(
+                select(m.IncidentPerson.customer_id, m.IncidentPerson.fields).where(
+                    m.IncidentPerson.incident_id == inc.id
+                )
+            ).all()
+        )
+        added = 0
+        rows = s.execute(
+            select(m.TraceCustomer.customer_id, m.TraceCustomer.fields).where(
+                m.TraceCustomer.trace_id == trace.id
+            )
+        )
+        for customer_id, fields_text in rows:
+            if customer_id not in known:
+                s.add(
+                    m.IncidentPerson(
+                        incident_id=inc.id, customer_id=customer_id, fields=fields_text
+                    )
+                )
+                added += 1
+                continue
+            union = sorted(
+                set(filter(None, known[customer_id].split(",")))
+                | set(filter(None, fields_text.split(",")))
+            )
+            if ",".join(union) != known[customer_id]:
+                s.execute(
+                    update(m.IncidentPerson)
+                    .where(m.IncidentPerson.incident_id == inc.id)
+                    .where(m.IncidentPerson.customer_id == customer_id)
+                    .values(fields=",".join(union))
+                )
+        s.flush()
+        view = _load_view(s, ws, inc.id, now)
+        _save(s, inc.id, view, f"trace #{trace.id} merged: {added} more people", now)
+    return view
+
+
+def mark_obligation(
+    ws: Workspace,
+    incident_id: int,
+    which: str,
+    *,
+    status: str = "done",
+    at: datetime | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> IncidentView:
+    """Record that a duty was done (or reopen it); ``which`` is a key or a rule id."""
+    if status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r}", hint=f"use one of {', '.join(STATUSES)}")
+    now = now or datetime.now(UTC)
+    when = _aware(at, "--at") or now
+    if when > now:
+        raise InvalidInput("a duty cannot be done in the future", hint="give the time it was done")
+    with ws.db.session() as s:
+        view = _load_view(s, ws, incident_id, now)
+        matches = [o for o in view.obligations if which in (o.key, o.rule_id)]
+        if len(matches) != 1:
+            keys = ", ".join(o.key for o in view.obligations) or "none"
+            problem = "matches several duties" if matches else "is not a duty of this incident"
+            raise NotFound(f"{which!r} {problem}", hint=f"use one of: {keys}")
+        (target,) = matches
+        changed = replace(
+            target,
+            status=status,
+            done_at=when if status == "done" else None,
+            status_note=note.strip(),
+        )
+        view.obligations = [changed if o.key == target.key else o for o in view.obligations]
+        _save(
+            s,
+            incident_id,
+            view,
+            f"{target.key} marked {status}" + (f": {note.strip()}" if note.strip() else ""),
+            now,
+        )
+    return view
+
+
+def incident_history(ws: Workspace, incident_id: int) -> list[HistoryEntry]:
+    """Every recorded assessment of an incident, oldest first, with what changed each time."""
+    with ws.db.session() as s:
+        store.get_incident(s, incident_id)
+        rows = s.scalars(
+            select(m.Assessment)
+            .where(m.Assessment.incident_id == incident_id)
+            .order_by(m.Assessment.id)
+        ).all()
+        entries: list[HistoryEntry] = []
+        before: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            facts, duties = _split(row.obligations)
+            owed = {k: v for k, v in duties.items() if v.get("owed", True)}
+            changed = [
+                key
+                for key, entry in owed.items()
+                if key in before
+                and (entry.get("due_at"), entry.get("status"))
+                != (before[key].get("due_at"), before[key].get("status"))
+            ]
+            entries.append(
+                HistoryEntry(
+                    row.id,
+                    row.computed_at,
+                    row.reason,
+                    facts,
+                    list(duties.values()),
+                    added=sorted(set(owed) - set(before)),
+                    removed=sorted(set(before) - set(owed)),
+                    changed=sorted(changed),
+                )
+            )
+            before = owed
+    return entries

@@ -49,7 +49,12 @@ _RISK_MEETS = {
     "high_risk": {"high_risk"},
 }
 # A missing anchor may be replaced only by one that cannot be later, so deadlines never grow.
-_SAFER_ANCHORS = {"determined": ("aware", "discovered"), "aware": ("discovered",)}
+_SAFER_ANCHORS = {
+    "determined": ("aware", "discovered", "occurred"),
+    "aware": ("discovered", "occurred"),
+    "discovered": ("occurred",),
+}
+STATUSES = ("pending", "done")
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -190,6 +195,20 @@ class Obligation:
     remedies: tuple[str, ...] = ()
     record_keeping: bool = False
     notes: tuple[str, ...] = ()
+    # Set by the incident's history, not by the rules: the engine always says "pending".
+    status: str = "pending"
+    done_at: datetime | None = None
+    status_note: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable name of this duty within an incident: ``rule_id@jurisdiction``."""
+        return f"{self.rule_id}@{self.jurisdiction}"
+
+    @property
+    def unverified(self) -> bool:
+        """Whether the rule behind this duty was not checked against its cited text."""
+        return self.verification != "verified"
 
     def remaining(self, now: datetime) -> timedelta | None:
         """Time left until the deadline (negative once passed); ``None`` if no fixed deadline."""
@@ -229,6 +248,10 @@ class Obligation:
             "remedies": list(self.remedies),
             "record_keeping": self.record_keeping,
             "notes": list(self.notes),
+            "key": self.key,
+            "status": self.status,
+            "done_at": iso(self.done_at),
+            "status_note": self.status_note,
         }
 
 
