@@ -5,7 +5,9 @@ appearance of it in a dump. Contacts made by a recipient from its own authorised
 infrastructure (allow-listed DKIM domains, sending IPs, caller IDs) to canaries it
 received are *expected use*: its legitimate campaigns must not read as a leak. Every
 other sighting of a canary is evidence for the decoder; sightings of addresses that are
-not canaries are kept only as noise statistics.
+not canaries are kept only as noise statistics, and so are contacts with control canaries
+(counted per day and channel in ``noise_counts``). A raw message that reached a canary is
+kept compressed and size-capped beside its sightings.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,11 +33,13 @@ from . import store
 from .attribution import Attribution
 from .errors import InvalidInput
 from .normalize import IdentifierError, normalize_email, normalize_phone
+from .shares import CANARY_CONTEXT
 from .trace import decide
 from .workspace import Workspace
 
 CHANNELS = ("email", "sms", "voice", "dump")
 SENDER_KINDS = ("dkim", "ip", "caller_id")
+NOISE_KINDS = ("unknown", "control")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,12 @@ class SightingIn:
     caller_id: str | None = None
     uses_name: bool = False
     reference: str | None = None
+    #: More evidence for the shared ``evidence`` JSON (from_domain, urls, simhash…); kept
+    #: only for canaries, never for contacts that are not canaries.
+    evidence: Mapping[str, Any] | None = None
+    #: The door's own id of the message or call (a hash of a raw mail, a provider id): a
+    #: retried delivery with the same id is a duplicate, whatever its time.
+    message_id: str | None = None
 
 
 @dataclass
@@ -57,7 +71,14 @@ class SightingReport:
     evidence: int = 0
     expected_use: int = 0
     not_canary: int = 0
+    control: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Ids of the sightings stored, in input order.
+    ids: list[int] = field(default_factory=list)
+    #: Ids of the stored sightings that are evidence (canary, not expected use).
+    evidence_ids: list[int] = field(default_factory=list)
+    #: Id of the raw message kept with them, if one was given and kept.
+    raw_message_id: int | None = None
 
 
 def _sender_value(kind: str, value: str) -> str:
@@ -98,76 +119,231 @@ def _contact(channel: str, raw: str) -> tuple[str, str]:
 
 
 def _dedup(item: SightingIn, digest: bytes) -> str:
-    key = "|".join(
-        [
+    if item.message_id:
+        parts = [item.channel, digest.hex(), "message", item.message_id]
+    else:
+        parts = [
             item.channel,
             digest.hex(),
             item.seen_at.astimezone(UTC).isoformat(timespec="seconds"),
             item.reference or "",
         ]
-    )
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def record_sightings(ws: Workspace, items: Iterable[SightingIn]) -> SightingReport:
-    """Store sightings, link them to canaries, and mark authorised contacts as expected use."""
+def record_sightings(
+    ws: Workspace, items: Iterable[SightingIn], *, raw: bytes | None = None
+) -> SightingReport:
+    """Store sightings, link them to canaries, and mark authorised contacts as expected use.
+
+    ``raw`` is the message the sightings came from: it is kept (compressed, capped at
+    ``raw_message_cap`` bytes) and linked to them when at least one new sighting is of a
+    canary. Everything is stored in one transaction, or nothing is.
+    """
+    with ws.db.session() as s:
+        return _record(ws, s, items, raw)
+
+
+def _record(
+    ws: Workspace, s: Session, items: Iterable[SightingIn], raw: bytes | None
+) -> SightingReport:
     report = SightingReport()
     ps = ws.vault.pseudonyms
-    with ws.db.session() as s:
-        allowed: dict[tuple[str, str], set[int]] = {}
-        for rid, kind, value in s.execute(
-            select(m.AllowedSender.recipient_id, m.AllowedSender.kind, m.AllowedSender.value)
-        ):
-            allowed.setdefault((kind, value), set()).add(rid)
-        for n, item in enumerate(items, 1):
-            if item.channel not in CHANNELS:
-                report.problems.append(f"sighting {n}: unknown channel")
-                continue
-            if item.seen_at.tzinfo is None:
-                report.problems.append(f"sighting {n}: time without a time zone")
-                continue
-            try:
-                kind, value = _contact(item.channel, item.contact)
-            except IdentifierError as exc:
-                report.problems.append(f"sighting {n}: {exc}")
-                continue
-            digest = ps.digest(kind, value)
-            key = _dedup(item, digest)
-            if s.scalar(select(m.Sighting.id).where(m.Sighting.dedup_key == key)):
-                report.duplicates += 1
-                continue
-            canary_id = s.scalar(
-                select(m.Pseudonym.canary_id).where(
-                    m.Pseudonym.digest == digest, m.Pseudonym.canary_id.is_not(None)
-                )
-            )
-            authorised = _authorised(s, item, canary_id, allowed)
-            s.add(
-                m.Sighting(
-                    dedup_key=key,
-                    contact_digest=digest,
-                    canary_id=canary_id,
-                    channel=item.channel,
-                    seen_at=item.seen_at,
-                    strong=item.uses_name,
-                    expected_use=authorised is not None,
-                    allowed_recipient_id=authorised,
-                    evidence={
-                        "dkim_domain": item.dkim_domain,
-                        "sender_ip": item.sender_ip,
-                        "caller_id": item.caller_id,
-                        "reference": item.reference,
-                    },
-                )
-            )
-            report.recorded += 1
-            if canary_id is None:
-                report.not_canary += 1
-            elif authorised is not None:
+    allowed: dict[tuple[str, str], set[int]] = {}
+    for rid, kind, value in s.execute(
+        select(m.AllowedSender.recipient_id, m.AllowedSender.kind, m.AllowedSender.value)
+    ):
+        allowed.setdefault((kind, value), set()).add(rid)
+    message = _raw_message(ws, s, raw) if raw is not None else None
+    first_canary_sighting: m.Sighting | None = None
+    stored: list[tuple[m.Sighting, bool]] = []
+    for n, item in enumerate(items, 1):
+        if item.channel not in CHANNELS:
+            report.problems.append(f"sighting {n}: unknown channel")
+            continue
+        if item.seen_at.tzinfo is None:
+            report.problems.append(f"sighting {n}: time without a time zone")
+            continue
+        try:
+            kind, value = _contact(item.channel, item.contact)
+        except IdentifierError as exc:
+            report.problems.append(f"sighting {n}: {exc}")
+            continue
+        digest = ps.digest(kind, value)
+        key = _dedup(item, digest)
+        if s.scalar(select(m.Sighting.id).where(m.Sighting.dedup_key == key)):
+            report.duplicates += 1
+            continue
+        found = s.execute(
+            select(m.Pseudonym.canary_id, m.Canary.layer)
+            .join(m.Canary, m.Canary.id == m.Pseudonym.canary_id)
+            .where(m.Pseudonym.digest == digest)
+            .limit(1)
+        ).first()
+        canary_id, layer = found if found is not None else (None, None)
+        authorised = _authorised(s, item, canary_id, allowed)
+        evidence: dict[str, Any] = {
+            "dkim_domain": item.dkim_domain,
+            "sender_ip": item.sender_ip,
+            "caller_id": item.caller_id,
+            "reference": item.reference,
+        }
+        # What a contact said is kept only when it reached a canary: a message to
+        # anyone else is counted, and its content is not ours to keep.
+        if canary_id is not None:
+            evidence.update(item.evidence or {})
+            if message is not None:
+                evidence["raw_message_id"] = message.id
+        sighting = m.Sighting(
+            dedup_key=key,
+            contact_digest=digest,
+            canary_id=canary_id,
+            channel=item.channel,
+            seen_at=item.seen_at,
+            strong=item.uses_name,
+            expected_use=authorised is not None,
+            allowed_recipient_id=authorised,
+            evidence=evidence,
+        )
+        s.add(sighting)
+        report.recorded += 1
+        day = item.seen_at.astimezone(UTC).date()
+        if canary_id is None:
+            report.not_canary += 1
+            _count_noise(s, day.isoformat(), item.channel, "unknown", 1)
+        else:
+            first_canary_sighting = first_canary_sighting or sighting
+            if layer == "control":
+                report.control += 1
+                _count_noise(s, day.isoformat(), item.channel, "control", 1)
+            if authorised is not None:
                 report.expected_use += 1
             else:
                 report.evidence += 1
+        stored.append((sighting, canary_id is not None and authorised is None))
+    s.flush()
+    report.ids = [sighting.id for sighting, _ in stored]
+    report.evidence_ids = [sighting.id for sighting, evidence in stored if evidence]
+    if message is not None:
+        if first_canary_sighting is None:
+            s.delete(message)
+        else:
+            message.sighting_id = first_canary_sighting.id
+            report.raw_message_id = message.id
     return report
+
+
+def _raw_message(ws: Workspace, s: Session, raw: bytes) -> m.InboundMessage:
+    """Keep ``raw`` compressed and capped; linked to its first sighting later."""
+    cap = ws.settings.raw_message_cap
+    message = m.InboundMessage(
+        channel="email",
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
+        truncated=len(raw) > cap,
+        raw=zlib.compress(raw[:cap], 6),
+    )
+    s.add(message)
+    s.flush()
+    return message
+
+
+def read_raw_message(ws: Workspace, message_id: int) -> tuple[bytes, bool]:
+    """The kept bytes of a raw message and whether they were cut at the cap."""
+    with ws.db.session() as s:
+        found = s.get(m.InboundMessage, message_id)
+        if found is None:
+            raise InvalidInput(f"no raw message {message_id}")
+        return zlib.decompress(found.raw), found.truncated
+
+
+def _count_noise(s: Session, day: str, channel: str, kind: str, n: int) -> None:
+    """Add ``n`` to a day's noise count; one statement, safe under concurrent writers."""
+    values = {"day": day, "channel": channel, "kind": kind, "count": n}
+    dialect = s.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert = sqlite_insert if dialect == "sqlite" else pg_insert
+        stmt = insert(m.NoiseCount).values(**values)
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["day", "channel", "kind"],
+                set_={"count": m.NoiseCount.count + stmt.excluded.count},
+            )
+        )
+        return
+    changed = s.execute(
+        update(m.NoiseCount)
+        .where(m.NoiseCount.day == day, m.NoiseCount.channel == channel, m.NoiseCount.kind == kind)
+        .values(count=m.NoiseCount.count + n)
+    )
+    if not getattr(changed, "rowcount", 0):
+        s.add(m.NoiseCount(**values))
+
+
+def count_noise(
+    ws: Workspace, channel: str, kind: str, n: int = 1, *, when: datetime | None = None
+) -> None:
+    """Count ``n`` contacts that are not evidence (``unknown`` address, ``control`` canary)."""
+    if channel not in CHANNELS or kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise channel/kind {channel!r}/{kind!r}")
+    day = (when or datetime.now(UTC)).astimezone(UTC).date().isoformat()
+    with ws.db.session() as s:
+        _count_noise(s, day, channel, kind, n)
+
+
+def noise_counts(ws: Workspace, *, channel: str | None = None) -> dict[str, int]:
+    """Total noise contacts per kind (``unknown``, ``control``), over all days."""
+    with ws.db.session() as s:
+        query = select(m.NoiseCount.kind, func.sum(m.NoiseCount.count)).group_by(m.NoiseCount.kind)
+        if channel is not None:
+            query = query.where(m.NoiseCount.channel == channel)
+        found = {kind: int(total or 0) for kind, total in s.execute(query)}
+    return {kind: found.get(kind, 0) for kind in NOISE_KINDS}
+
+
+def email_canaries(ws: Workspace, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The canaries among ``addresses``: each address (as given) to its canary's details.
+
+    The details are the canary's own synthetic record (name, address, references); a
+    door uses them to tell which of them a message quotes. Addresses that are not
+    canaries, or not addresses, are left out.
+    """
+    ps = ws.vault.pseudonyms
+    digests: dict[bytes, list[str]] = {}
+    for address in addresses:
+        try:
+            digests.setdefault(ps.digest("email", normalize_email(address)), []).append(address)
+        except IdentifierError:
+            continue
+    if not digests:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    with ws.db.session() as s:
+        rows = s.execute(
+            select(m.Pseudonym.digest, m.Canary.sealed)
+            .join(m.Canary, m.Canary.id == m.Pseudonym.canary_id)
+            .where(m.Pseudonym.digest.in_(list(digests)))
+        )
+        for digest, sealed in rows:
+            fields = ws.vault.open(sealed, context=CANARY_CONTEXT)
+            for address in digests[digest]:
+                out[address] = {k: str(v) for k, v in fields.items() if v}
+    return out
+
+
+def is_canary_email(ws: Workspace, address: str) -> bool:
+    """Whether ``address`` is a canary's e-mail address (any layer)."""
+    try:
+        digest = ws.vault.pseudonyms.digest("email", normalize_email(address))
+    except IdentifierError:
+        return False
+    with ws.db.session() as s:
+        found = s.scalar(
+            select(m.Pseudonym.canary_id)
+            .where(m.Pseudonym.digest == digest, m.Pseudonym.canary_id.is_not(None))
+            .limit(1)
+        )
+    return found is not None
 
 
 def _authorised(
