@@ -1,7 +1,141 @@
-"""Signed SMS and voice webhooks from telephony providers."""
+"""Signed SMS and voice webhooks from telephony providers.
+
+``POST /hooks/sms`` and ``POST /hooks/voice`` take the generic JSON form (signed with
+``webhook_secret``) or Twilio's form posts (signed with ``twilio_auth_token``). A request
+that is unsigned, mis-signed, stale, replayed, too large or malformed is refused with an
+``application/problem+json`` body and logged without its content. An accepted one becomes
+a sighting, and alerts are raised once the answer is sent.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from .. import alerts, sightings
+from ..inbound import webhooks as wh
+from ..workspace import Workspace
 
 router = APIRouter()
+log = logging.getLogger("canarino.hooks")
+
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 409: "Conflict", 413: "Content Too Large"}
+
+
+def _problem(status: int, detail: str, channel: str, provider: str) -> JSONResponse:
+    # The reason is logged; the numbers and text of the message never are.
+    log.warning("refused %s webhook (%s): %s", channel, provider, detail)
+    return JSONResponse(
+        {"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+async def _body(request: Request) -> bytes | None:
+    """The raw body, or ``None`` once it passes :data:`webhooks.MAX_BODY`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > wh.MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > wh.MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _guard(request: Request) -> wh.ReplayGuard:
+    guard: wh.ReplayGuard | None = getattr(request.app.state, "hook_replays", None)
+    if guard is None:
+        guard = request.app.state.hook_replays = wh.ReplayGuard()
+    return guard
+
+
+def _raise_alerts(ws: Workspace) -> None:
+    try:
+        alerts.raise_alerts(ws)
+    except Exception:
+        # The sighting is stored; the periodic run delivers what this one could not.
+        log.exception("raising alerts after a webhook failed")
+
+
+def _candidate_urls(request: Request, public_url: str) -> list[str]:
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return [public_url.rstrip("/") + path, str(request.url)]
+
+
+async def _receive(request: Request, channel: str) -> Response:
+    ws: Workspace = request.app.state.workspace
+    twilio = wh.TWILIO_HEADER in request.headers
+    provider = "twilio" if twilio else "generic"
+    body = await _body(request)
+    if body is None:
+        return _problem(413, f"the body is larger than {wh.MAX_BODY} bytes", channel, provider)
+    now = datetime.now(UTC)
+    guard = _guard(request)
+    try:
+        if twilio:
+            token = ws.settings.twilio_auth_token
+            if token is None:
+                raise wh.SignatureError("Twilio webhooks are not enabled on this server")
+            params = wh.form_params(body)
+            wh.verify_twilio(
+                token.get_secret_value().encode(),
+                request.headers.get(wh.TWILIO_HEADER),
+                _candidate_urls(request, ws.settings.public_url),
+                params,
+            )
+            inbound = wh.parse_twilio(channel, params, now=now)
+            replay_key = f"twilio:{inbound.provider_id}"
+        else:
+            secret = ws.settings.webhook_secret
+            if secret is None:
+                raise wh.SignatureError("signed webhooks are not enabled on this server")
+            signature = request.headers.get(wh.SIGNATURE_HEADER)
+            wh.verify_generic(
+                secret.get_secret_value().encode(),
+                request.headers.get(wh.TIMESTAMP_HEADER),
+                signature,
+                body,
+                now=now,
+            )
+            replay_key = f"generic:{signature}"
+            inbound = wh.parse_generic(channel, body)
+    except wh.SignatureError as exc:
+        return _problem(401, str(exc), channel, provider)
+    except wh.PayloadError as exc:
+        return _problem(400, str(exc), channel, provider)
+    if guard.seen(replay_key, now):
+        return _problem(409, "this request was already received", channel, provider)
+    await run_in_threadpool(_store, ws, inbound)
+    guard.remember(replay_key, now)
+    task = BackgroundTask(_raise_alerts, ws)
+    if twilio:
+        return Response(wh.TWIML_EMPTY, media_type="application/xml", background=task)
+    # The answer is the same for every number: it must not tell canaries apart.
+    return JSONResponse({"status": "accepted"}, status_code=202, background=task)
+
+
+def _store(ws: Workspace, inbound: wh.Inbound) -> Any:
+    return sightings.record_sightings(ws, [inbound.sighting])
+
+
+@router.post("/hooks/sms", include_in_schema=False)
+async def sms_hook(request: Request) -> Response:
+    """Receive an SMS that reached a monitored number."""
+    return await _receive(request, "sms")
+
+
+@router.post("/hooks/voice", include_in_schema=False)
+async def voice_hook(request: Request) -> Response:
+    """Receive a call that reached a monitored number."""
+    return await _receive(request, "voice")
