@@ -1,0 +1,172 @@
+"""The outbox: one row per (incident, person, channel), its states and its problems."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from .. import models as m
+from .. import store
+from ..errors import WorkspaceError
+from ..notices import (
+    ContentRule,
+    NoticeContext,
+    RenderedNotice,
+    idempotency_key,
+    message_id,
+    notice_reference,
+    render_notice,
+)
+from ..workspace import Workspace
+
+NOTICE_CONTEXT = "notice"
+EMAIL, LETTER, NONE = "email", "letter", "none"
+QUEUED, SENDING, SENT, FAILED, BOUNCED = "queued", "sending", "sent", "failed", "bounced"
+STATES = (QUEUED, SENDING, SENT, FAILED, BOUNCED)
+MAX_ATTEMPTS = 5
+NO_EMAIL = "no email address"
+INVALID_EMAIL = "invalid e-mail address"
+NO_CHANNEL = "no e-mail address and no postal address: nobody can reach this person"
+_ADDRESS = re.compile(r"[^\s<>\"'()\[\],;:]+@[^\s<>\"'()\[\],;:]+")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class NoticeProblem:
+    """A notice with something to look at: why it failed, bounced, or differs from plan."""
+
+    notice_id: int
+    channel: str
+    state: str
+    reason: str
+
+
+def _now(now: datetime | None = None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _display_name(record: Mapping[str, str]) -> str:
+    full = record.get("full_name", "").strip()
+    if full:
+        return full
+    return " ".join(p for p in (record.get("first_name", ""), record.get("last_name", "")) if p)
+
+
+def _sender_domain(ws: Workspace) -> str:
+    domain = ws.settings.company_email.rpartition("@")[2].strip().lower()
+    if not domain or "." not in domain:
+        raise WorkspaceError(
+            "the company_email setting is not an e-mail address",
+            hint="set company_email in canarino.toml, e.g. privacy@example.it",
+        )
+    return domain
+
+
+def _scrub(text: str, address: str = "") -> str:
+    """``text`` on one line with every e-mail address taken out, at most 300 characters."""
+    if address:
+        text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+    return _ADDRESS.sub("<address>", " ".join(text.split()))[:300]
+
+
+def _append_event(conn: Connection, notice_id: int, event: dict[str, Any]) -> None:
+    old = conn.execute(select(m.Notice.events).where(m.Notice.id == notice_id)).scalar()
+    conn.execute(
+        update(m.Notice).where(m.Notice.id == notice_id).values(events=[*(old or []), event])
+    )
+
+
+def _event(name: str, at: datetime, /, **details: Any) -> dict[str, Any]:
+    return {"event": name, "at": at.isoformat(timespec="seconds"), **details}
+
+
+def _row(
+    ws: Workspace,
+    incident_id: int,
+    customer_id: int,
+    channel: str,
+    language: str,
+    payload: dict[str, Any],
+    now: datetime,
+    **values: Any,
+) -> dict[str, Any]:
+    """An outbox row; ``values`` add or override columns."""
+    key = idempotency_key(incident_id, customer_id, channel)
+    return {
+        "incident_id": incident_id,
+        "customer_id": customer_id,
+        "channel": channel,
+        "language": language,
+        "idempotency_key": key,
+        "message_id": message_id(key, _sender_domain(ws)),
+        "reference": notice_reference(key),
+        "sealed": ws.vault.seal(payload, context=NOTICE_CONTEXT),
+        "state": QUEUED,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        **values,
+    }
+
+
+def _spec(ctx: NoticeContext, rule: ContentRule) -> dict[str, Any]:
+    """The render inputs of a notice, kept sealed so a letter can be written later."""
+    data = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
+    for key in ("aware_on", "occurred_on", "notice_on"):
+        data[key] = data[key].isoformat() if data[key] else None
+    data["exposed_fields"] = list(ctx.exposed_fields)
+    return {"ctx": data, "required": sorted(rule.required), "forbidden": sorted(rule.forbidden)}
+
+
+def _render_spec(spec: Mapping[str, Any], *, reference: str | None = None) -> RenderedNotice:
+    data = dict(spec["ctx"])
+    for key in ("aware_on", "occurred_on", "notice_on"):
+        data[key] = date.fromisoformat(data[key]) if data[key] else None
+    if reference is not None:
+        data["reference"] = reference
+    ctx = NoticeContext(**data)
+    return render_notice(ctx, required=spec["required"], forbidden=spec["forbidden"])
+
+
+def notice_states(ws: Workspace, incident_id: int) -> dict[str, int]:
+    """Count an incident's notices by state."""
+    with ws.db.session() as s:
+        store.get_incident(s, incident_id)
+        rows = s.execute(
+            select(m.Notice.state, func.count())
+            .where(m.Notice.incident_id == incident_id)
+            .group_by(m.Notice.state)
+        ).all()
+    return {state: count for state, count in sorted(rows)}
+
+
+def notice_problems(ws: Workspace, incident_id: int) -> list[NoticeProblem]:
+    """Every notice of an incident with a failure, bounce or note, with its reason."""
+    with ws.db.session() as s:
+        store.get_incident(s, incident_id)
+        rows = s.execute(
+            select(
+                m.Notice.id, m.Notice.channel, m.Notice.state, m.Notice.last_error, m.Notice.note
+            )
+            .where(
+                m.Notice.incident_id == incident_id,
+                (m.Notice.last_error.is_not(None)) | (m.Notice.note.is_not(None)),
+            )
+            .order_by(m.Notice.id)
+        ).all()
+    return [
+        NoticeProblem(nid, channel, state, "; ".join(filter(None, [error, note])))
+        for nid, channel, state, error, note in rows
+    ]
+
+
+def _in_doubt(now: datetime) -> Any:
+    return (m.Notice.state == SENDING) & (
+        m.Notice.lease_until.is_(None) | (m.Notice.lease_until <= now)
+    )

@@ -1,0 +1,518 @@
+"""Sending notices: workers over SMTP sessions, a group-committed journal, retries."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import ssl
+import threading
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import Connection, bindparam, func, select, update
+
+from .. import models as m
+from .. import store
+from ..errors import DeliveryError, InvalidInput
+from ..notices import reference_token
+from ..workspace import Workspace
+from .dkim import DkimKey, _dkim_sign
+from .letters import _queue_letter
+from .outbox import (
+    EMAIL,
+    FAILED,
+    MAX_ATTEMPTS,
+    NOTICE_CONTEXT,
+    QUEUED,
+    SENDING,
+    SENT,
+    Progress,
+    _in_doubt,
+)
+from .routing import _Scheduler
+from .smtp import _Outcome, _Relay, _SmtpConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SendReport:
+    """What one sending run did.
+
+    ``in_doubt`` counts notices whose delivery is uncertain: left in ``sending`` by an
+    earlier run, or cut off mid-DATA in this one (see :func:`in_doubt_notices`). ``busy``
+    counts notices another run still holds a lease on. ``problems`` counts notices by
+    the reason they were not sent, retried or are in doubt.
+    """
+
+    incident_id: int
+    sent: int = 0
+    failed: int = 0
+    retry_later: int = 0
+    in_doubt: int = 0
+    already_sent: int = 0
+    busy: int = 0
+    retried: int = 0
+    letters_queued: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# Built once: building an UPDATE costs more than running it on SQLite.
+_CLAIM = (
+    update(m.Notice)
+    .where(m.Notice.id.in_(bindparam("b_ids", expanding=True)), m.Notice.state == QUEUED)
+    .values(
+        state=SENDING,
+        attempts=m.Notice.attempts + 1,
+        lease_until=bindparam("b_lease"),
+        lease_owner=bindparam("b_owner"),
+        updated_at=bindparam("b_now"),
+    )
+    .returning(m.Notice.id, m.Notice.sealed, m.Notice.reference, m.Notice.attempts)
+)
+_MARK_SENT = (
+    update(m.Notice)
+    .where(m.Notice.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        state=SENT,
+        sent_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+        lease_until=None,
+        last_error=None,
+    )
+)
+
+
+class _Claim:
+    """A worker's request to claim one notice, answered by the journal."""
+
+    __slots__ = ("done", "row")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.row: Any = None
+
+
+class _Journal:
+    """Group commit of the busy state changes of a run: claims and ``sent``.
+
+    Each claim is committed before the worker gets it back, and each ``sent`` in the
+    next commit after the relay's 250 reply: nothing waits for a batch of messages. What
+    all workers ask for while one commit runs goes into the next one, which saves most
+    of the per-message cost of a transaction.
+    """
+
+    def __init__(self, ws: Workspace, owner: str, lease: timedelta) -> None:
+        self._engine, self._owner, self._lease = ws.db.engine, owner, lease
+        self._cv = threading.Condition()
+        self._claims: dict[int, _Claim] = {}
+        self._sent: list[int] = []
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="canarino-journal", daemon=True)
+        self._thread.start()
+
+    def claim(self, notice_id: int) -> Any:
+        """Claim ``notice_id`` (``sending`` with a lease); the row, or ``None`` if taken."""
+        request = _Claim()
+        with self._cv:
+            self._claims[notice_id] = request
+            self._cv.notify_all()
+            while not request.done:
+                self._cv.wait()
+            if self._error is not None:
+                raise self._error
+        return request.row
+
+    def sent(self, notice_id: int) -> None:
+        """Record that the relay accepted ``notice_id``; committed with the next group."""
+        with self._cv:
+            self._sent.append(notice_id)
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        """Commit what is pending, stop, and raise what went wrong if anything did."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        with self._engine.connect() as conn:
+            while True:
+                with self._cv:
+                    while not (self._claims or self._sent or self._closed):
+                        self._cv.wait()
+                    if not (self._claims or self._sent):
+                        return
+                    claims, self._claims = self._claims, {}
+                    sent, self._sent = self._sent, []
+                rows: dict[int, Any] = {}
+                try:
+                    now = datetime.now(UTC)
+                    with conn.begin():
+                        if sent:
+                            conn.execute(_MARK_SENT, {"b_ids": sent, "b_now": now})
+                        if claims:
+                            values = {"b_lease": now + self._lease, "b_owner": self._owner}
+                            found = conn.execute(
+                                _CLAIM, {"b_ids": list(claims), "b_now": now, **values}
+                            )
+                            rows = {row[0]: row for row in found}
+                except BaseException as exc:
+                    with self._cv:
+                        self._error = exc
+                        for request in claims.values():
+                            request.done = True
+                        self._claims.clear()
+                        self._cv.notify_all()
+                    return
+                with self._cv:
+                    for notice_id, request in claims.items():
+                        request.row, request.done = rows.get(notice_id), True
+                    self._cv.notify_all()
+
+
+@dataclass
+class _RunParams:
+    sender: str
+    envelope_local: str
+    envelope_domain: str
+    verp: bool
+    lease: timedelta
+    max_attempts: int
+    retry_backoff: float | None
+    dkim: DkimKey | None
+
+
+class _SendRun:
+    """One sending run: workers, scheduler, report and progress."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        incident_id: int,
+        cfg: _SmtpConfig,
+        params: _RunParams,
+        scheduler: _Scheduler,
+        report: SendReport,
+        total: int,
+        progress: Progress | None,
+    ) -> None:
+        self.ws, self.incident_id, self.cfg, self.params = ws, incident_id, cfg, params
+        self.scheduler, self.report, self.total, self.progress = scheduler, report, total, progress
+        self.owner = secrets.token_hex(8)
+        self.journal = _Journal(ws, self.owner, params.lease)
+        self.lock = threading.Lock()
+        self.done = 0
+        self.problems: Counter[str] = Counter()
+        self.errors: list[BaseException] = []
+        self.alive = 0
+
+    # bookkeeping ---------------------------------------------------------------------
+
+    def _settle(self, counter: str | None, problem: str | None = None) -> None:
+        """One notice is done for this run: count it, report progress."""
+        with self.lock:
+            if counter:
+                setattr(self.report, counter, getattr(self.report, counter) + 1)
+            if problem:
+                self.problems[problem] += 1
+            self.done += 1
+            if self.progress:
+                self.progress(self.done, self.total)
+        self.scheduler.finish()
+
+    def _count(self, counter: str, problem: str | None = None) -> None:
+        with self.lock:
+            setattr(self.report, counter, getattr(self.report, counter) + 1)
+            if problem:
+                self.problems[problem] += 1
+
+    # the worker ----------------------------------------------------------------------
+
+    def work(self, relay: _Relay) -> None:
+        """Send notices until none are left or the relay cannot be reached any more."""
+        try:
+            with self.ws.db.engine.connect() as conn:
+                while (job := self.scheduler.take()) is not None:
+                    notice_id, route = job
+                    if not self._ensure_connected(relay):
+                        self.scheduler.retry(notice_id, route, 0.0, slow_down=False)
+                        break
+                    self._deliver(conn, relay, notice_id, route)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            with self.lock:
+                self.errors.append(exc)
+            self.scheduler.close()
+        finally:
+            relay.close()
+            with self.lock:
+                self.alive -= 1
+                last = self.alive == 0
+            if last:
+                self.scheduler.close()
+
+    def _ensure_connected(self, relay: _Relay) -> bool:
+        if relay.connected:
+            return True
+        error: DeliveryError | None = None
+        for pause in (0.0, 0.2, 0.5, 1.0, 2.0):
+            time.sleep(pause)
+            try:
+                relay.connect()
+                return True
+            except DeliveryError as exc:
+                error = exc
+        with self.lock:
+            if error is not None:
+                self.errors.append(error)
+        return False
+
+    def _message(self, sealed: bytes, reference: str | None) -> tuple[str, str, bytes]:
+        """Envelope sender, recipient and signed bytes of a claimed notice."""
+        p = self.params
+        payload = self.ws.vault.open(sealed, context=NOTICE_CONTEXT)
+        data = b"Date: " + format_datetime(datetime.now(UTC)).encode() + b"\r\n"
+        data += zlib.decompress(base64.b64decode(payload["mime"]))
+        if p.dkim:
+            data = _dkim_sign(data, p.dkim) + data
+        envelope = p.sender
+        if p.verp and reference:
+            envelope = f"{p.envelope_local}+{reference_token(reference)}@{p.envelope_domain}"
+        return envelope, payload["to"], data
+
+    def _deliver(self, conn: Connection, relay: _Relay, notice_id: int, route: str) -> None:
+        """Claim and send one notice, and record what became of it."""
+        claimed = self.journal.claim(notice_id)
+        if claimed is None:  # another run took it or a person settled it meanwhile
+            self._settle(None)
+            return
+        _, sealed, reference, attempts = claimed
+        try:
+            envelope, to, data = self._message(sealed, reference)
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            error = f"cannot read the stored notice ({type(exc).__name__})"
+            self._update(conn, notice_id, state=FAILED, lease_until=None, last_error=error)
+            self._settle("failed", error)
+            return
+        outcome = relay.send(envelope, to, data)
+        if outcome.kind == "sent":
+            self.journal.sent(notice_id)
+            self._settle("sent")
+        elif outcome.kind == "uncertain":
+            # Left 'sending' with its lease ended now: listed in doubt, never resent blindly.
+            self._update(conn, notice_id, lease_until=datetime.now(UTC), last_error=outcome.reply)
+            log.warning("notice %d: %s", notice_id, outcome.reply)
+            self._settle("in_doubt", "connection lost during DATA: delivery uncertain")
+        elif outcome.kind == "not_sent":
+            # Not an attempt at the recipient: give the attempt back and queue it again.
+            self._update(
+                conn,
+                notice_id,
+                state=QUEUED,
+                attempts=attempts - 1,
+                lease_until=None,
+                lease_owner=None,
+                last_error=outcome.reply,
+            )
+            self.scheduler.retry(notice_id, route, 0.0, slow_down=False)
+        else:
+            self._refused(conn, notice_id, route, attempts, outcome)
+
+    def _refused(
+        self, conn: Connection, notice_id: int, route: str, attempts: int, outcome: _Outcome
+    ) -> None:
+        p = self.params
+        code, error = outcome.code, outcome.reply
+        status = " ".join(error.split()[:2])
+        temporary = 400 <= code < 500
+        if temporary and attempts < p.max_attempts:
+            self._update(
+                conn, notice_id, state=QUEUED, lease_until=None, lease_owner=None, last_error=error
+            )
+            if p.retry_backoff is None:
+                self._settle("retry_later", f"temporary refusal {status}: left for a later run")
+                return
+            delay = p.retry_backoff * 2 ** (attempts - 1) * (1 + secrets.randbelow(250) / 1000)
+            self._count("retried", f"temporary refusal {status}: retried")
+            log.info("notice %d: %s; retrying in %.1f s", notice_id, error, delay)
+            self.scheduler.retry(notice_id, route, delay, slow_down=True)
+            return
+        if temporary:
+            error = f"gave up after {attempts} temporary refusals; last: {error}"[:300]
+        now = datetime.now(UTC)
+        with conn.begin():
+            conn.execute(
+                update(m.Notice)
+                .where(m.Notice.id == notice_id)
+                .values(
+                    state=FAILED,
+                    lease_until=None,
+                    lease_owner=None,
+                    last_error=error,
+                    updated_at=now,
+                )
+            )
+            queued = _queue_letter(self.ws, conn, notice_id, error, now)
+        if queued:
+            self._count("letters_queued")
+        log.warning("notice %d failed: %s", notice_id, error)
+        self._settle("failed", f"refused {status}" + ("; letter queued" if queued else ""))
+
+    def _update(self, conn: Connection, notice_id: int, **values: Any) -> None:
+        with conn.begin():
+            conn.execute(
+                update(m.Notice)
+                .where(m.Notice.id == notice_id)
+                .values(updated_at=datetime.now(UTC), **values)
+            )
+
+
+def send_notices(
+    ws: Workspace,
+    incident_id: int,
+    *,
+    host: str,
+    port: int,
+    progress: Progress | None = None,
+    timeout: float = 30,
+    starttls: bool = False,
+    username: str | None = None,
+    password: str | SecretStr | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    workers: int = 4,
+    rate_per_provider: float | None = None,
+    burst: float = 10,
+    max_attempts: int = MAX_ATTEMPTS,
+    retry_backoff: float | None = 2.0,
+    dkim_key: DkimKey | None = None,
+    verp: bool = True,
+    lease_seconds: float | None = None,
+) -> SendReport:
+    """Send an incident's queued e-mail notices through the SMTP relay at ``host:port``.
+
+    ``workers`` connections send in parallel; ``rate_per_provider`` caps messages per
+    second to each mailbox provider (gmail.com and googlemail.com are one provider), and
+    a provider that answers 4xx is slowed down. A 4xx reply is retried in this run after
+    ``retry_backoff`` seconds, doubling, until ``max_attempts``; a 5xx reply fails the
+    notice and queues a letter. With ``starttls`` the session is encrypted before any
+    ``username``/``password`` login; the password is never logged. The envelope sender
+    carries the notice reference (``privacy+<ref>@…``) so bounces map back (``verp``).
+    Raises ``DeliveryError`` if the relay cannot be reached; unsent notices stay queued.
+    """
+    started = time.perf_counter()
+    if workers < 1:
+        raise InvalidInput("workers must be at least 1")
+    if dkim_key is not None:
+        try:
+            _dkim_sign(b"From: check@example.invalid\r\nSubject: key check\r\n\r\nx\r\n", dkim_key)
+        except Exception as exc:  # dkimpy raises several unrelated types for a bad key
+            raise DeliveryError(
+                f"the DKIM key for selector {dkim_key.selector!r} cannot sign ({type(exc).__name__})",
+                hint="give a PEM RSA or Ed25519 private key",
+            ) from None
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else 2 * timeout + 30)
+    with ws.db.session() as s:
+        store.get_incident(s, incident_id)
+        states = dict(
+            s.execute(
+                select(m.Notice.state, func.count())
+                .where(m.Notice.incident_id == incident_id, m.Notice.channel == EMAIL)
+                .group_by(m.Notice.state)
+            ).all()
+        )
+        doubtful = (
+            s.scalar(
+                select(func.count()).where(
+                    m.Notice.incident_id == incident_id, m.Notice.channel == EMAIL, _in_doubt(now)
+                )
+            )
+            or 0
+        )
+        jobs = s.execute(
+            select(m.Notice.id, m.Notice.route)
+            .where(
+                m.Notice.incident_id == incident_id,
+                m.Notice.channel == EMAIL,
+                m.Notice.state == QUEUED,
+            )
+            .order_by(m.Notice.id)
+        ).all()
+    report = SendReport(
+        incident_id,
+        in_doubt=doubtful,
+        busy=states.get(SENDING, 0) - doubtful,
+        already_sent=states.get(SENT, 0),
+    )
+    if report.in_doubt:
+        report.problems["left in doubt by an earlier run"] = report.in_doubt
+    total = len(jobs)
+    if not jobs:
+        if progress:
+            progress(0, 0)
+        return report
+    sender = ws.settings.company_email
+    local, _, sender_domain = sender.rpartition("@")
+    secret = (
+        password if isinstance(password, SecretStr) or password is None else SecretStr(password)
+    )
+    cfg = _SmtpConfig(host, port, timeout, starttls, username, secret, tls_context)
+    params = _RunParams(
+        sender=sender,
+        envelope_local=local,
+        envelope_domain=sender_domain,
+        verp=verp,
+        lease=lease,
+        max_attempts=max_attempts,
+        retry_backoff=retry_backoff,
+        dkim=dkim_key,
+    )
+    log.info(
+        "sending %d notices of incident %d via %s:%d (starttls=%s, auth=%s, workers=%d)",
+        total,
+        incident_id,
+        host,
+        port,
+        starttls,
+        "yes" if username else "no",
+        workers,
+    )
+    first = _Relay(cfg)
+    first.connect()  # fail fast, before any notice is claimed
+    scheduler = _Scheduler(((nid, route or "-") for nid, route in jobs), rate_per_provider, burst)
+    run = _SendRun(ws, incident_id, cfg, params, scheduler, report, total, progress)
+    relays = [first] + [_Relay(cfg) for _ in range(min(workers, total) - 1)]
+    run.alive = len(relays)
+    threads = [
+        threading.Thread(target=run.work, args=(relay,), name=f"canarino-send-{i}", daemon=True)
+        for i, relay in enumerate(relays)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.journal.close()
+    report.problems.update(run.problems)
+    report.seconds = round(time.perf_counter() - started, 3)
+    left = scheduler.outstanding
+    for error in run.errors:
+        if not isinstance(error, DeliveryError):
+            raise error
+    if run.errors and left:
+        raise DeliveryError(
+            f"{run.errors[0].args[0]} while sending; {left} notices stay queued",
+            hint="run send again when the relay is back; check in-doubt notices first",
+        )
+    return report
