@@ -1,0 +1,121 @@
+"""Signing in and out, and the health check: the only staff routes open to everyone."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .. import audit, users
+from ..errors import PermissionDenied
+from .auth import (
+    SESSION_COOKIE,
+    SIGNIN_COOKIE,
+    Principal,
+    client_address,
+    secure_cookies,
+    viewer,
+    workspace_of,
+)
+from .render import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path on this site (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _form(request: Request, error: str | None = None, status: int = 200) -> Response:
+    token = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "signin.html",
+        {
+            "signin_token": token,
+            "next": safe_next(request.query_params.get("next")),
+            "error": error,
+        },
+        status_code=status,
+    )
+    response.set_cookie(
+        SIGNIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(workspace_of(request)),
+        path="/signin",
+    )
+    return response
+
+
+@router.get("/signin")
+def signin_page(request: Request) -> Response:
+    """The sign-in form."""
+    return _form(request)
+
+
+@router.post("/signin")
+def signin(
+    request: Request,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    """Check the password; on success a brand-new session replaces any cookie sent."""
+    ws = workspace_of(request)
+    expected = request.cookies.get(SIGNIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        raise PermissionDenied(
+            "this form has expired or did not come from this site",
+            hint="reload the sign-in page and try again",
+        )
+    try:
+        user = users.authenticate(ws, username, password)
+    except PermissionDenied as exc:
+        audit.record(
+            ws, username[:100], "sign_in_failed", "session", address=client_address(request)
+        )
+        return _form(request, str(exc), status=401)
+    cookie, _ = users.start_session(ws, user, replaces=request.cookies.get(SESSION_COOKIE))
+    audit.record(ws, user.username, "sign_in", "session", address=client_address(request))
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(users.SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(ws),
+        path="/",
+    )
+    response.delete_cookie(SIGNIN_COOKIE, path="/signin")
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request, who: Annotated[Principal, Depends(viewer)]) -> Response:
+    """End the session; its cookie stops working everywhere."""
+    ws = workspace_of(request)
+    if who.cookie:
+        await run_in_threadpool(users.end_session, ws, who.cookie)
+    await run_in_threadpool(
+        audit.record, ws, who.name, "sign_out", "session", address=client_address(request)
+    )
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """Liveness for load balancers; says nothing about the data."""
+    return {"status": "ok"}
