@@ -23,18 +23,17 @@ import hashlib
 import hmac
 import json
 import re
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import InvalidInput, PermissionDenied
 from ..normalize import IdentifierError, normalize_phone
 from ..sightings import SightingIn
+from .evidence import fold, simhash
 
 MAX_BODY = 64 * 1024
 REPLAY_WINDOW = 300
@@ -52,7 +51,6 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
-_DIGITS = re.compile(r"\d+")
 _TRAILING = ".,;:!?'\""
 
 
@@ -240,42 +238,21 @@ def url_domain(url: str) -> str | None:
     return host.strip(".").lower()
 
 
-def normalise_text(text: str) -> str:
-    """Text as templates compare: NFKC, case-folded, links and numbers replaced by tokens."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    folded = _URL.sub(" xurlx ", folded)
-    return _DIGITS.sub("0", folded)
-
-
-def simhash(text: str) -> str | None:
-    """64-bit SimHash (16 hex characters) of the normalised text, or ``None`` if empty.
-
-    Words and word pairs are the features; messages from one template differ in a few
-    bits even when names, numbers and links change.
-    """
-    words = _WORD.findall(normalise_text(text))
-    if not words:
-        return None
-    features = words + [f"{a} {b}" for a, b in pairwise(words)]
-    counts = [0] * 64
-    for feature in features:
-        h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
-        for bit in range(64):
-            counts[bit] += 1 if h >> bit & 1 else -1
-    value = sum(1 << bit for bit in range(64) if counts[bit] > 0)
-    return f"{value:016x}"
-
-
 def text_evidence(text: str) -> dict[str, Any]:
-    """The evidence keys a message's text gives: ``urls``, ``url_domains``, ``simhash``."""
+    """The evidence keys a message's text gives: ``urls``, ``url_domains``, ``simhash``.
+
+    SMS links often come without a scheme (``bit.ly/x``), so they are found here rather
+    than with the mail door's stricter pattern.
+    """
     urls = find_urls(text)
     evidence: dict[str, Any] = {}
     if urls:
         evidence["urls"] = urls
         evidence["url_domains"] = sorted({d for u in urls if (d := url_domain(u))})
-    digest = simhash(text)
-    if digest:
-        evidence["simhash"] = digest
+    folded = fold(text)
+    if _WORD.search(folded):
+        # The SimHash the mail door uses too, so one template compares across doors.
+        evidence["simhash"] = simhash(folded)
     return evidence
 
 
@@ -350,22 +327,29 @@ def parse_generic(channel: str, body: bytes) -> Inbound:
     if ident is not None and not isinstance(ident, str | int):
         raise PayloadError("'id' must be a string or a number")
     text = text[:MAX_TEXT]
-    sighting = SightingIn(channel, contact, seen_at, caller_id=caller or None)
-    return Inbound(
-        sighting,
-        _evidence("generic", caller, text),
-        str(ident)[:100] if ident is not None else None,
-        text,
+    provider_id = f"generic:{str(ident)[:100]}" if ident is not None else None
+    evidence = _evidence("generic", caller, text)
+    sighting = SightingIn(
+        channel,
+        contact,
+        seen_at,
+        caller_id=caller or None,
+        evidence=evidence,
+        message_id=provider_id,
     )
+    return Inbound(sighting, evidence, provider_id, text)
 
 
 def form_params(body: bytes) -> list[tuple[str, str]]:
     """The name/value pairs of an ``application/x-www-form-urlencoded`` body."""
     try:
         text = body.decode("utf-8")
-        return parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
     except (UnicodeDecodeError, ValueError):
         raise PayloadError("the body is not a form post") from None
+    if any(not name for name, _ in pairs):
+        raise PayloadError("the body is not a form post: a parameter has no name")
+    return pairs
 
 
 def parse_twilio(
@@ -384,5 +368,15 @@ def parse_twilio(
     caller = form.get("From") or form.get("Caller") or None
     text = (form.get("Body") if channel == "sms" else form.get("TranscriptionText")) or ""
     text = text[:MAX_TEXT]
-    sighting = SightingIn(channel, contact, now or datetime.now(UTC), caller_id=caller)
-    return Inbound(sighting, _evidence("twilio", caller, text), sid[:100], text)
+    # Twilio retries a webhook with the same sid: that id, not the time, makes it unique.
+    provider_id = f"twilio:{sid[:100]}"
+    evidence = _evidence("twilio", caller, text)
+    sighting = SightingIn(
+        channel,
+        contact,
+        now or datetime.now(UTC),
+        caller_id=caller,
+        evidence=evidence,
+        message_id=provider_id,
+    )
+    return Inbound(sighting, evidence, provider_id, text)

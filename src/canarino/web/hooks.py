@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from .. import alerts, sightings
+from .. import alerts
 from ..inbound import webhooks as wh
+from ..inbound.phone import record_phone_contact
 from ..workspace import Workspace
 
 router = APIRouter()
@@ -95,7 +95,7 @@ async def _receive(request: Request, channel: str) -> Response:
                 params,
             )
             inbound = wh.parse_twilio(channel, params, now=now)
-            replay_key = f"twilio:{inbound.provider_id}"
+            replay_key = str(inbound.provider_id)
         else:
             secret = ws.settings.webhook_secret
             if secret is None:
@@ -116,17 +116,13 @@ async def _receive(request: Request, channel: str) -> Response:
         return _problem(400, str(exc), channel, provider)
     if guard.seen(replay_key, now):
         return _problem(409, "this request was already received", channel, provider)
-    await run_in_threadpool(_store, ws, inbound)
+    await run_in_threadpool(record_phone_contact, ws, inbound)
     guard.remember(replay_key, now)
     task = BackgroundTask(_raise_alerts, ws)
     if twilio:
         return Response(wh.TWIML_EMPTY, media_type="application/xml", background=task)
     # The answer is the same for every number: it must not tell canaries apart.
     return JSONResponse({"status": "accepted"}, status_code=202, background=task)
-
-
-def _store(ws: Workspace, inbound: wh.Inbound) -> Any:
-    return sightings.record_sightings(ws, [inbound.sighting])
 
 
 @router.post("/hooks/sms", include_in_schema=False)
