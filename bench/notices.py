@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/notices.py                  # 100,000 notices
     .venv/bin/python bench/notices.py --notices 2000   # quick check
+    .venv/bin/python bench/notices.py --kills 0        # without the crash test
 
 The affected people are written straight into the workspace tables (``canarino.models``:
 ``Customer`` rows sealed with the workspace vault, then ``Incident`` and
@@ -19,6 +20,14 @@ Steps, all in one run against one loopback SMTP sink:
 2. ``send_notices`` sends them with ``--workers`` SMTP connections;
 3. a raw ``smtplib`` loop sends the very same messages (the stored MIME, a Date header
    added) over one connection, with no bookkeeping at all: the speed of the transport.
+4. the crash test: every notice is queued again and sent by a sending process that is
+   killed with SIGKILL at ``--kills`` random moments (a random number of messages into
+   the run, drawn with a fixed seed); after each kill the leases are left to expire, the
+   notices in doubt are listed by canarino (``in_doubt_notices``) and resent under the
+   same Message-ID (``resolve_in_doubt``), and a fresh process resumes. The check: the
+   sink received every notice, and every message it received twice is one canarino
+   listed. Each sending process is forked from a parent that imported canarino once, so
+   a restart costs no import time; each opens the workspace anew.
 
 The sink is ``canarino.testing.SmtpSink`` (aiosmtpd) running in a child process, so it
 does not compete with the sender for the GIL; a subclass keeps only each message's
@@ -33,11 +42,14 @@ import argparse
 import base64
 import json
 import multiprocessing as mp
+import os
 import platform
 import re
 import resource
 import shutil
+import signal
 import smtplib
+import subprocess
 import sys
 import tempfile
 import threading
@@ -103,6 +115,9 @@ def _sink_process(conn: Connection) -> None:
             command = conn.recv()
             if command == "stop":
                 break
+            if command == "ids":
+                conn.send({key.decode(): n for key, n in sink.ids.items()})
+                continue
             total, distinct = sum(sink.ids.values()), len(sink.ids)
             if command == "reset":
                 sink.ids.clear()
@@ -110,16 +125,15 @@ def _sink_process(conn: Connection) -> None:
 
 
 @contextmanager
-def sink() -> Iterator[tuple[str, int, Callable[[str], tuple[int, int]]]]:
+def sink() -> Iterator[tuple[str, int, Callable[[str], Any]]]:
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(target=_sink_process, args=(child,), daemon=True)
     proc.start()
     host, port = parent.recv()
 
-    def ask(command: str) -> tuple[int, int]:
+    def ask(command: str) -> Any:
         parent.send(command)
-        answer: tuple[int, int] = parent.recv()
-        return answer
+        return parent.recv()
 
     try:
         yield host, port, ask
@@ -287,6 +301,195 @@ def raw_loop(host: str, port: int, sender: str, messages: list[tuple[str, bytes]
     return sent
 
 
+# --- the crash test ---------------------------------------------------------------------------
+
+# Imports canarino once, then forks one fresh sending process per line it reads; prints
+# the child's pid, then its exit code (-9 when it was killed).
+SENDERS = """
+import os, sys
+from pathlib import Path
+from canarino.delivery import send_notices
+from canarino.settings import load_settings
+from canarino.workspace import Workspace
+folder, incident, host, port = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+workers, lease = int(sys.argv[5]), float(sys.argv[6])
+for _ in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ws = Workspace.open(load_settings(folder))
+            send_notices(ws, incident, host=host, port=port, workers=workers, lease_seconds=lease)
+            code = 0
+        finally:
+            os._exit(code)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+class Senders:
+    """The forking sender above: start a sending process, kill it, read its exit code."""
+
+    def __init__(self, args: list[str]) -> None:
+        import queue
+
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SENDERS, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._empty = queue.Empty
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def start(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return int(self.lines.get(timeout=120))
+
+    def exit_code(self, timeout: float | None) -> int | None:
+        try:
+            return int(self.lines.get(timeout=timeout))
+        except self._empty:
+            return None
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+
+
+def crash_test(
+    ws: Any,
+    folder: Path,
+    incident_id: int,
+    host: str,
+    port: int,
+    ask: Callable[[str], Any],
+    *,
+    kills: int,
+    workers: int,
+    run_limit: float,
+) -> dict[str, Any]:
+    """Send every notice again, killing the sender ``kills`` times; check what arrived."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from canarino import models as m
+    from canarino.delivery import in_doubt_notices, notice_states, resolve_in_doubt
+
+    lease = 1.0
+    with ws.db.session() as s:
+        expected = set(
+            s.scalars(
+                select(m.Notice.message_id).where(
+                    m.Notice.incident_id == incident_id, m.Notice.channel == "email"
+                )
+            )
+        )
+    n = len(expected)
+    # Random moments, drawn with a fixed seed: kill when the sink has this many messages.
+    rng = np.random.default_rng(SEED)
+    points = sorted(int(x) for x in rng.choice(int(n * 0.95), size=kills, replace=False))
+    requeue(ws, incident_id)
+    checkpoint(ws)
+    ask("reset")
+    listed: Counter[str] = Counter()
+    killed, moments, runs, timed_out = 0, [], [], False
+    started = time.perf_counter()
+    senders = Senders(
+        [str(folder / "ws"), str(incident_id), host, str(port), str(workers), str(lease)]
+    )
+    try:
+        for point in [*points, None]:
+            run_started = time.perf_counter()
+            pid = senders.start()
+            code = None
+            while code is None:
+                if point is not None and ask("count")[0] >= point:
+                    break
+                if time.perf_counter() - run_started > run_limit:
+                    timed_out = True
+                    break
+                code = senders.exit_code(timeout=0.002)
+            if code is None:
+                os.kill(pid, signal.SIGKILL)
+                code = senders.exit_code(timeout=60)
+            at = ask("count")[0]
+            if code == -signal.SIGKILL:
+                killed += 1
+                moments.append(at)
+            time.sleep(lease * 1.2)  # let the dead run's leases expire
+            doubt = in_doubt_notices(ws, incident_id)
+            listed.update(d.message_id for d in doubt)
+            if doubt:
+                resolve_in_doubt(ws, incident_id, "resend")
+            runs.append(
+                {
+                    "seconds": round(time.perf_counter() - run_started, 2),
+                    "exit": code,
+                    "received_at_end": at,
+                    "in_doubt_listed": len(doubt),
+                }
+            )
+            if timed_out:
+                break
+    finally:
+        senders.close()
+    seconds = time.perf_counter() - started
+    ids: dict[str, int] = ask("ids")
+    ask("reset")
+    duplicates = {mid: count - 1 for mid, count in ids.items() if count > 1}
+    unlisted = [mid for mid, extra in duplicates.items() if extra > listed[mid]]
+    lost = len(expected - set(ids))
+    strangers = len(set(ids) - expected)
+    states = notice_states(ws, incident_id)
+    ok = (
+        not timed_out
+        and killed == kills
+        and runs[-1]["exit"] == 0
+        and lost == 0
+        and strangers == 0
+        and not unlisted
+        and states == {"sent": n}
+    )
+    return {
+        "kills_planned": kills,
+        "kills": killed,
+        "kill_points": points,
+        "killed_at_received": moments,
+        "runs": runs,
+        "seconds": round(seconds, 2),
+        "received": sum(ids.values()),
+        "distinct_message_ids": len(ids),
+        "lost": lost,
+        "unknown_message_ids": strangers,
+        "in_doubt_listed": sum(listed.values()),
+        "duplicates": sum(duplicates.values()),
+        "duplicated_notices": len(duplicates),
+        "duplicates_not_listed": len(unlisted),
+        "final_states": states,
+        "timed_out": timed_out,
+        "ok": ok,
+    }
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -296,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="SMTP connections of canarino")
     parser.add_argument(
         "--repeat", type=int, default=1, help="send rounds, canarino and raw alternating; best kept"
+    )
+    parser.add_argument(
+        "--kills", type=int, default=10, help="SIGKILLs of the crash test (0: no crash test)"
+    )
+    parser.add_argument(
+        "--run-limit", type=float, default=1800, help="seconds one crash-test run may take"
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the workspace here")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "notices.json")
@@ -350,13 +559,27 @@ def main(argv: list[str] | None = None) -> int:
                         and raw_sent == raw_total == raw_distinct == args.notices,
                     }
                 )
+            crash: dict[str, Any] | None = None
+            if args.kills:
+                print(f"crash test: {args.kills} kills while sending again …", flush=True)
+                crash = crash_test(
+                    ws,
+                    folder,
+                    incident_id,
+                    host,
+                    port,
+                    ask,
+                    kills=args.kills,
+                    workers=args.workers,
+                    run_limit=args.run_limit,
+                )
         ws.close()
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
     n = args.notices
-    ok = all(r["ok"] for r in rounds)
+    ok = all(r["ok"] for r in rounds) and (crash is None or crash["ok"])
     send_s = min(r["canarino_seconds"] for r in rounds)
     raw_s = min(r["raw_seconds"] for r in rounds)
     results: dict[str, Any] = {
@@ -389,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ratio_canarino_to_raw": round(raw_s / send_s, 3),
         "rounds": rounds,
+        "crash": crash,
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "check": {"ok": ok},
         "machine": {
@@ -443,6 +667,27 @@ def render_markdown(r: dict[str, Any]) -> str:
 - Readability of the first notice per language: {scores}.
 - The raw loop holds every compressed message in memory before it starts, so its peak
   RSS includes them; highest RSS of the whole run: {r["max_rss_mib"]:,} MiB.
+{render_crash(r["crash"])}"""
+
+
+def render_crash(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return ""
+    moments = ", ".join(f"{x:,}" for x in c["killed_at_received"])
+    return f"""
+### Crash test
+
+Every notice queued again and sent by a process killed with SIGKILL at
+{c["kills_planned"]} random moments; after each kill canarino lists the notices in doubt,
+they are resent under the same Message-ID, and a fresh process resumes.
+
+| kills | runs | seconds | received | distinct Message-IDs | lost | listed in doubt | duplicates | duplicates not listed |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| {c["kills"]} | {len(c["runs"])} | {c["seconds"]:,} | {c["received"]:,} | {c["distinct_message_ids"]:,} | {c["lost"]:,} | {c["in_doubt_listed"]:,} | {c["duplicates"]:,} | {c["duplicates_not_listed"]:,} |
+
+- Killed when the sink had received: {moments} messages.
+- The run after the last restart exited with {c["runs"][-1]["exit"]}; final states
+  {c["final_states"]}; check {"passed" if c["ok"] else "FAILED"}.
 """
 
 
