@@ -13,11 +13,13 @@ from sqlalchemy import Integer, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from . import models as m
-from . import store
+from . import reports, store
+from .deadlines import deadlines_calendar
 from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, category_of
 from .obligations import RISK_LEVELS, STATUSES, IncidentFacts, Obligation, assess
 from .rules_schema import CATEGORIES, EVENTS
+from .ruleset import load_rules
 from .workspace import Workspace
 
 # Categories whose exposure makes harm to people likely without further facts
@@ -295,7 +297,15 @@ def list_incidents(ws: Workspace) -> list[IncidentView]:
 
 # Facts an analyst adds after opening; the incidents table has no columns for them, so the
 # latest assessment row carries them forward (see the "facts" entry of its JSON list).
-FACT_TEXTS = ("description", "cause", "consequences", "measures", "contact")
+FACT_TEXTS = (
+    "description",
+    "cause",
+    "consequences",
+    "measures",
+    "delay",
+    "parent_company",
+    "security_program",
+)
 HISTORY_REASON_MAX = 300
 
 
@@ -475,7 +485,7 @@ def update_facts(
 
     ``counts`` replaces the number of affected people of a jurisdiction code (e.g. people
     who are not in the customer master); ``texts`` holds the narrative a report needs
-    (description, cause, consequences, measures, contact). Contradictory facts are refused
+    (description, cause, consequences, measures, reasons for delay…). Contradictory facts are refused
     and nothing is stored.
     """
     if not reason.strip():
@@ -653,3 +663,33 @@ def incident_history(ws: Workspace, incident_id: int) -> list[HistoryEntry]:
             )
             before = owed
     return entries
+
+
+def draft_report(
+    ws: Workspace, incident_id: int, to: str, *, now: datetime | None = None
+) -> reports.Report:
+    """Draft the notification of an incident to the authority ``to`` (a form or a code)."""
+    now = now or datetime.now(UTC)
+    view = show_incident(ws, incident_id, now=now)
+    settings = ws.settings
+    notifier = reports.Notifier(settings.company_name, settings.company_email, settings.dpo_contact)
+    members = {
+        code: member.authority.name
+        for code, member in load_rules().members.get("EU", {}).items()
+        if member.authority is not None
+    }
+    return reports.draft_report(
+        view.as_dict(now, settings.timezone),
+        to,
+        notifier,
+        eu_members=members,
+        drafted_at=now,
+        tz=settings.timezone,
+    )
+
+
+def deadline_calendar(ws: Workspace, incident_id: int, *, now: datetime | None = None) -> bytes:
+    """The incident's dated obligations as iCalendar bytes (one event per deadline)."""
+    now = now or datetime.now(UTC)
+    view = show_incident(ws, incident_id, now=now)
+    return deadlines_calendar(view.id, view.title, view.obligations, now=now)

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from .. import delivery, incidents
+from .. import delivery, incidents, register, reports
 from ..errors import InvalidInput
 from ..fields import label
 from ..obligations import format_remaining, next_due
+from ..register import write_file
 from .base import (
     JsonOpt,
     WorkspaceOpt,
@@ -138,6 +139,258 @@ def _render_incident(view: incidents.IncidentView, tz: str, json_out: bool) -> N
         out.print("Notices: " + ", ".join(f"{k} {v:,}" for k, v in sorted(view.notices.items())))
 
 
+def _obligations_table(view: incidents.IncidentView, now: datetime) -> Table:
+    table = Table(
+        "duty",
+        "to",
+        "due (authority's time)",
+        "time left",
+        "status",
+        "citation",
+        title=f"Obligations of incident #{view.id}",
+    )
+    for o in view.obligations:
+        due = (
+            o.due_at.astimezone(ZoneInfo(o.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+            if o.due_at
+            else "-"
+        )
+        left = "-" if o.status == "done" else format_remaining(o.remaining(now))
+        mark = "" if o.verification == "verified" else " [yellow](unverified)[/]"
+        status = o.status + (f" {o.done_at:%Y-%m-%d}" if o.done_at else "")
+        to = o.authority.name if o.authority else o.recipient
+        table.add_row(
+            f"{o.title or o.duty}\n[dim]{o.key}[/]", to, due, left, status, o.citation + mark
+        )
+    return table
+
+
+@incidents_app.command("obligations")
+def incidents_obligations(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    why: Annotated[
+        bool, typer.Option("--why", help="Also list rules not owed, with the reason.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List an incident's duties: deadlines in the authority's time zone, countdown, status, citation."""
+    now = datetime.now(UTC)
+    with _workspace(workspace) as ws:
+        view = incidents.show_incident(ws, incident_id, now=now)
+    if json_out:
+        data = view.as_dict(now, "UTC")
+        _print_json(
+            {
+                k: data[k]
+                for k in ("id", "obligations", "not_owed", "withdrawn", "uncovered_jurisdictions")
+            }
+        )
+        return
+    out.print(_obligations_table(view, now))
+    for entry in view.withdrawn:
+        out.print(f"[dim]{entry['key']}: done, no longer owed under the current facts[/]")
+    if why:
+        for rule, reason in view.not_owed:
+            out.print(f"[dim]not owed: {rule}: {reason}[/]")
+    if view.uncovered:
+        out.print("[yellow]No rule file covers: " + ", ".join(view.uncovered) + "[/]")
+
+
+def _counts(items: list[str]) -> dict[str, int]:
+    counts = {}
+    for item in items:
+        code, sep, number = item.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise InvalidInput(f"--count {item!r} must look like CODE=NUMBER, e.g. US-TX=300")
+        counts[code.strip()] = int(number)
+    return counts
+
+
+@incidents_app.command("facts")
+def incidents_facts(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    reason: Annotated[str, typer.Option(help="Why the facts change: kept in the history.")],
+    discovered_at: Annotated[
+        str | None, typer.Option(help="When the breach was discovered.")
+    ] = None,
+    determined_at: Annotated[
+        str | None, typer.Option(help="When it was determined to be a breach.")
+    ] = None,
+    occurred_at: Annotated[str | None, typer.Option(help="When it happened.")] = None,
+    contained_at: Annotated[str | None, typer.Option(help="When it was contained.")] = None,
+    encrypted: Annotated[
+        bool | None,
+        typer.Option("--encrypted/--not-encrypted", help="Whether the data were encrypted."),
+    ] = None,
+    key_exposed: Annotated[
+        bool | None, typer.Option("--key-exposed/--key-safe", help="Whether the key leaked too.")
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(help="acquisition, access, disclosure, loss, availability… (repeat)."),
+    ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra data category exposed, e.g. government_id (repeat)."),
+    ] = None,
+    count: Annotated[
+        list[str] | None,
+        typer.Option(help="People affected in a place, CODE=N, e.g. US-TX=300 (repeat)."),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What happened, for reports.")] = None,
+    cause: Annotated[str | None, typer.Option(help="How it happened / how it was found.")] = None,
+    consequences: Annotated[
+        str | None, typer.Option(help="Likely consequences for people.")
+    ] = None,
+    measures: Annotated[str | None, typer.Option(help="Measures taken or proposed.")] = None,
+    delay: Annotated[str | None, typer.Option(help="Reasons a notice is late.")] = None,
+    parent_company: Annotated[
+        str | None, typer.Option(help="Parent or affiliated company.")
+    ] = None,
+    security_program: Annotated[
+        str | None, typer.Option(help="The written security program in place.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record new facts of an incident; duties are recomputed and what was done stays done."""
+    texts = {
+        k: v
+        for k, v in {
+            "description": description,
+            "cause": cause,
+            "consequences": consequences,
+            "measures": measures,
+            "delay": delay,
+            "parent_company": parent_company,
+            "security_program": security_program,
+        }.items()
+        if v is not None
+    }
+    with _workspace(workspace) as ws:
+        view = incidents.update_facts(
+            ws,
+            incident_id,
+            reason,
+            discovered_at=_when(discovered_at),
+            determined_at=_when(determined_at),
+            occurred_at=_when(occurred_at),
+            contained_at=_when(contained_at),
+            encrypted=encrypted,
+            key_exposed=key_exposed,
+            events=event,
+            categories=category,
+            counts=_counts(count or []),
+            texts=texts,
+        )
+        _render_incident(view, ws.settings.timezone, json_out)
+
+
+@incidents_app.command("merge")
+def incidents_merge(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    trace_id: Annotated[int, typer.Option("--trace", help="Trace whose people join the incident.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add the people of another trace to an incident; duties are recomputed."""
+    with _workspace(workspace) as ws:
+        view = incidents.merge_trace(ws, incident_id, trace_id)
+        _render_incident(view, ws.settings.timezone, json_out)
+
+
+@incidents_app.command("done")
+def incidents_done(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    duty: Annotated[
+        str, typer.Argument(help="Duty key (rule@place) or rule id, from 'obligations'.")
+    ],
+    at: Annotated[str | None, typer.Option(help="When it was done (default: now).")] = None,
+    note: Annotated[str, typer.Option(help="Reference, e.g. the portal's case number.")] = "",
+    reopen: Annotated[bool, typer.Option(help="Mark it pending again (a mistake).")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Record that a duty was done, e.g. the authority was notified; kept in the history."""
+    with _workspace(workspace) as ws:
+        view = incidents.mark_obligation(
+            ws, incident_id, duty, status="pending" if reopen else "done", at=_when(at), note=note
+        )
+    out.print(_obligations_table(view, datetime.now(UTC)))
+
+
+@incidents_app.command("history")
+def incidents_history(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every recorded assessment of an incident: why, and which duties came, went or changed."""
+    with _workspace(workspace) as ws:
+        entries = incidents.incident_history(ws, incident_id)
+    if json_out:
+        _print_json([e.as_dict() for e in entries])
+        return
+    table = Table("#", "when (UTC)", "why", "added", "removed", "changed", title="History")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.computed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            e.reason,
+            "\n".join(e.added),
+            "\n".join(e.removed),
+            "\n".join(e.changed),
+        )
+    out.print(table)
+
+
+@incidents_app.command("report")
+def incidents_report(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    to: Annotated[
+        str, typer.Option("--to", help="gdpr, garante, hhs, us-ca, us-ma, or a country code (FR).")
+    ],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: print).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, html or json.")] = "md",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Draft the notification to an authority, filled from the incident, with the gaps listed."""
+    with _workspace(workspace) as ws:
+        report = incidents.draft_report(ws, incident_id, to)
+    text = reports.render(report, fmt)
+    if out_file is None:
+        out.print(text, markup=False, highlight=False)
+        return
+    write_file(out_file, text.encode("utf-8"))
+    out.print(f"Draft written to {out_file}: {len(report.gaps)} gaps to fill")
+
+
+@incidents_app.command("calendar")
+def incidents_calendar(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The .ics file to write.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export the incident's deadlines as an iCalendar file, one event with alarms per deadline."""
+    with _workspace(workspace) as ws:
+        data = incidents.deadline_calendar(ws, incident_id)
+    write_file(out_file, data)
+    out.print(f"{data.count(b'BEGIN:VEVENT')} deadlines written to {out_file}")
+
+
+@incidents_app.command("register")
+def incidents_register(
+    out_file: Annotated[Path, typer.Option("--out", help="register.xlsx or register.csv.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write the internal breach register (GDPR Art. 33(5)): every incident, owed or not."""
+    with _workspace(workspace) as ws:
+        count = register.export_register(ws, out_file)
+    out.print(f"{count} incidents written to {out_file}")
+
+
 # --- notices -----------------------------------------------------------------------------
 
 
@@ -153,13 +406,8 @@ def notices_prepare(
     if json_out:
         _print_json(report.__dict__)
         return
-    out.print(
-        f"{report.prepared:,} notices prepared, {report.already_prepared:,} were already prepared"
-    )
-    if report.by_language:
-        out.print("By language: " + ", ".join(f"{k} {v:,}" for k, v in report.by_language.items()))
-    for reason, count in report.skipped.items():
-        out.print(f"[yellow]{count:,} people not notified by e-mail: {reason}[/]")
+    for line in report.summary():
+        out.print(line, markup=False, highlight=False)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -212,15 +460,8 @@ def notices_send(
     if json_out:
         _print_json(report.__dict__)
         return
-    out.print(
-        f"sent {report.sent:,}, failed {report.failed:,}, to retry {report.retry_later:,}, "
-        f"already sent {report.already_sent:,}"
-    )
-    if report.in_doubt:
-        out.print(
-            f"[yellow]{report.in_doubt:,} notices may or may not have reached the relay; list "
-            "them with 'canarino notices in-doubt', check the relay's log, then resolve them.[/]"
-        )
+    for line in report.summary():
+        out.print(line, markup=False, highlight=False)
 
 
 @notices_app.command("in-doubt")
@@ -284,6 +525,27 @@ def notices_letters(
     with _workspace(workspace) as ws:
         report = delivery.print_letters(ws, incident_id, out_dir)
     out.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.__dict__.items()))
+
+
+@notices_app.command("problems")
+def notices_problems(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List every notice that failed, bounced or differs from plan, with the reason."""
+    with _workspace(workspace) as ws:
+        rows = delivery.notice_problems(ws, incident_id)
+    if json_out:
+        _print_json([row.__dict__ for row in rows])
+        return
+    if not rows:
+        out.print("No notice has a problem.")
+        return
+    table = Table("notice", "channel", "state", "reason")
+    for row in rows:
+        table.add_row(str(row.notice_id), row.channel, row.state, row.reason)
+    out.print(table)
 
 
 @notices_app.command("status")
