@@ -30,9 +30,9 @@ def control_emails(ws: Workspace, n: int) -> list[str]:
         return [ws.vault.open(x, context=CANARY_CONTEXT)["email"] for x in sealed]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mailws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """A workspace with 200 customers and two vendors' shares, made once per module."""
+    """A workspace with 200 customers and two vendors' shares, made once for these tests."""
     root = tmp_path_factory.mktemp("mail")
     made = init_workspace(root / "ws", mail_domains=MAIL_DOMAINS, phone_ranges=PHONE_RANGES)
     made.close()
@@ -50,7 +50,7 @@ def mailws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     ws.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def canaries(mailws: Workspace) -> dict[str, list[dict[str, str]]]:
     root = mailws.settings.workspace.parent
     return {"Vendor A": canary_rows(root / "a.csv"), "Vendor B": canary_rows(root / "b.csv")}
