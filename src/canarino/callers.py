@@ -133,7 +133,7 @@ def _contact_of(ws: Workspace, customer_id: int, channel: str) -> tuple[str, str
     kind = "email" if channel == "email" else "phone"
     value = record.get(kind, "").strip()
     if not value:
-        what = "an e-mail address" if kind == "email" else "a phone number"
+        what = "e-mail address" if kind == "email" else "phone number"
         raise InvalidInput(
             f"customer {customer_id} has no {what} on file",
             hint="choose another channel, or register the contact point with --contact",
