@@ -4,6 +4,8 @@ import csv
 import email
 import email.policy
 import re
+import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,10 +34,11 @@ from canarino.selfcheck import (
     read_link,
     situation,
 )
+from canarino.settings import load_settings
 from canarino.shares import ShareResult, create_share
 from canarino.testing import SmtpSink, make_customers, make_dump, write_customers_csv
 from canarino.trace import run_trace
-from canarino.workspace import Workspace
+from canarino.workspace import Workspace, init_workspace
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 FIELDS = "customer_id,first_name,last_name,email,phone,address"
@@ -46,10 +49,22 @@ def people() -> list[dict[str, str]]:
     return make_customers(30, seed=21)
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, people: list[dict[str, str]]) -> Path:
+    """One workspace with customers, made once; each test gets a copy (migrations are slow)."""
+    folder = tmp_path_factory.mktemp("template") / "ws"
+    ws = init_workspace(folder, mail_domains=["canary-mail.it"], phone_ranges=["+39347555"])
+    import_customers(ws, write_customers_csv(folder.parent / "clienti.csv", people))
+    ws.close()
+    return folder
+
+
 @pytest.fixture
-def loaded(ws: Workspace, tmp_path: Path, people: list[dict[str, str]]) -> Workspace:
-    import_customers(ws, write_customers_csv(tmp_path / "clienti.csv", people))
-    return ws
+def loaded(template: Path, tmp_path: Path) -> Iterator[Workspace]:
+    folder = shutil.copytree(template, tmp_path / "ws")
+    ws = Workspace.open(load_settings(folder))
+    yield ws
+    ws.close()
 
 
 @pytest.fixture
@@ -168,8 +183,6 @@ def test_form_token_must_be_ours_equal_in_cookie_and_field_and_fresh(ws: Workspa
 
 
 def test_form_tokens_of_another_workspace_are_refused(ws: Workspace, tmp_path: Path) -> None:
-    from canarino.workspace import init_workspace
-
     other = init_workspace(tmp_path / "other", mail_domains=["canary-mail.it"], phone_ranges=[])
     try:
         token = issue_form_token(other, NOW)
