@@ -405,7 +405,8 @@ def raise_alerts(ws: Workspace, *, now: datetime | None = None) -> list[AlertVie
         # A fresh alert of another process is that process's to deliver first.
         orphan = alert.id in created or alert.created_at <= now - timedelta(seconds=FIRST_RETRY)
         states = (alert.deliveries or {}).items()
-        if any(k in targets and _due(v, now, orphan) for k, v in states):
+        # New alerts are returned even with no target configured: they are still recorded.
+        if alert.id in created or any(k in targets and _due(v, now, orphan) for k, v in states):
             pending.append((alert, orphan))
     if not pending:
         return []
