@@ -138,24 +138,32 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The url-encoded form of ``request``, or ``None`` when it is too big or malformed."""
+class _Refused(Exception):
+    """A request body the public pages will not read: its status and the text to show."""
+
+    def __init__(self, status: int, text_key: str) -> None:
+        super().__init__(text_key)
+        self.status, self.text_key = status, text_key
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """The url-encoded form of ``request``; :class:`_Refused` when too big or malformed."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return None
+        raise _Refused(415, "form_error")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
+        raise _Refused(413, "size_error")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            return None
+            raise _Refused(413, "size_error")
     try:
         parsed = parse_qs(
             body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS
         )
     except ValueError:
-        return None
+        raise _Refused(413, "size_error") from None
     return {k: v[0] for k, v in parsed.items() if v}
 
 
@@ -182,23 +190,27 @@ def _form_token(request: Request) -> str:
     return selfcheck.issue_form_token(ws)
 
 
+def _too_many(page: _Page, retry: float) -> Response:
+    minutes = max(1, round(retry / 60))
+    response = page.message(
+        "error_title", [page.texts["rate_error"].format(minutes=minutes)], status=429, error=True
+    )
+    response.headers["Retry-After"] = str(int(retry) + 1)
+    return response
+
+
 async def _guard(request: Request, home: str) -> tuple[dict[str, str], _Page] | Response:
     """Rate limit, body limits and the form token, in that order; a refusal is a page."""
     page = _Page(request, _language(request), home)
     retry = public_state(request).limiter.hit(_client(request))
     if retry is not None:
-        minutes = max(1, round(retry / 60))
-        response = page.message(
-            "error_title",
-            [page.texts["rate_error"].format(minutes=minutes)],
-            status=429,
-            error=True,
+        return _too_many(page, retry)
+    try:
+        form = await _read_form(request)
+    except _Refused as refused:
+        return page.message(
+            "error_title", [page.texts[refused.text_key]], status=refused.status, error=True
         )
-        response.headers["Retry-After"] = str(int(retry) + 1)
-        return response
-    form = await _read_form(request)
-    if form is None:
-        return page.message("error_title", [page.texts["size_error"]], status=413, error=True)
     page = _Page(request, _language(request, form), home)
     if not selfcheck.check_form_token(
         page.ws, request.cookies.get(FORM_COOKIE), form.get("csrf_token")
@@ -243,8 +255,9 @@ async def check_submit(request: Request) -> Response:
 async def open_link(request: Request, token: str) -> Response:
     """A button that opens the situation: mail scanners that follow links use nothing up."""
     page = _Page(request, _language(request), CHECK)
-    if public_state(request).limiter.hit(_client(request)) is not None:
-        return page.message("error_title", [page.texts["link_invalid_body"]], status=429)
+    retry = public_state(request).limiter.hit(_client(request))
+    if retry is not None:
+        return _too_many(page, retry)
     try:
         link = selfcheck.read_link(page.ws, token)
     except selfcheck.LinkError:
