@@ -1,3 +1,114 @@
-"""Commands for the live trip-wires: mailbox polling, alerts and campaigns."""
+"""Commands for the live trip-wires: the inbound SMTP listener and mailbox polling."""
 
 from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from ..errors import InvalidInput
+from ..inbound import imap, smtp
+from ..workspace import Workspace
+from .base import JsonOpt, WorkspaceOpt, _app, _print_json, _workspace, app, err, out
+
+imap_app = _app("Poll canary mailboxes hosted by a mail provider (IMAP).")
+app.add_typer(imap_app, name="imap")
+
+
+def _raise_alerts(ws: Workspace) -> None:
+    """Tell the security contacts about new evidence (the alerts module, when present)."""
+    try:
+        from ..alerts import raise_alerts
+    except ImportError:
+        return
+    try:
+        raise_alerts(ws)
+    except Exception as exc:
+        err.print(f"[yellow]alerts: {type(exc).__name__}: {exc}[/]")
+
+
+@app.command("listen")
+def listen(
+    address: Annotated[
+        str | None,
+        typer.Option("--listen", help="HOST:PORT to listen on (default: smtp_listen setting)."),
+    ] = None,
+    alerts: Annotated[
+        bool, typer.Option(help="Raise alerts as soon as new evidence is stored.")
+    ] = True,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Receive mail for the canary domains in the foreground until Ctrl-C."""
+    with _workspace(workspace) as ws:
+        host, port = smtp.parse_listen(address or ws.settings.smtp_listen)
+        callback = (lambda: _raise_alerts(ws)) if alerts else None
+        listener = smtp.start_listener(ws, host, port, on_sightings=callback)
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        err.print(
+            f"Listening for canary mail on {host}:{listener.port} for "
+            f"{', '.join(sorted(listener.domains)) or 'no domain'}; Ctrl-C stops."
+        )
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            listener.stop()
+            s = listener.stats
+            err.print(
+                f"Stopped: {s.messages:,} messages stored, {s.evidence:,} evidence sightings, "
+                f"{s.unknown_recipients:,} unknown recipients, {s.relay_refused:,} relay "
+                f"attempts refused, {s.temp_failures:,} temporary failures."
+            )
+
+
+@imap_app.command("poll")
+def imap_poll(
+    host: Annotated[str, typer.Option(help="IMAP server name.")],
+    user: Annotated[str, typer.Option(help="Mailbox user name (often its address).")],
+    password_env: Annotated[
+        str,
+        typer.Option(help="Name of the environment variable that holds the password."),
+    ],
+    folder: Annotated[str, typer.Option(help="Folder to read.")] = "INBOX",
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: 993, or 143 with --no-ssl).")
+    ] = None,
+    ssl: Annotated[bool, typer.Option("--ssl/--no-ssl", help="Use TLS (IMAPS).")] = True,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch a mailbox's new messages read-only and record those to canaries."""
+    password = os.environ.get(password_env)
+    if not password:
+        raise InvalidInput(
+            f"the environment variable {password_env} is not set or empty",
+            hint=f"export {password_env}=… before running, so the password stays off the "
+            "command line",
+        )
+    with _workspace(workspace) as ws:
+        report = imap.poll_mailbox(
+            ws,
+            host,
+            user,
+            password,
+            folder=folder,
+            port=port,
+            use_ssl=ssl,
+            on_sightings=lambda: _raise_alerts(ws),
+        )
+    if json_out:
+        _print_json(report.__dict__)
+        return
+    out.print(
+        f"{report.fetched:,} new messages: {report.sightings:,} sightings "
+        f"({report.evidence:,} evidence), {report.noise:,} other recipients counted as noise, "
+        f"{report.not_ours:,} not for a monitored domain, {report.too_big:,} too large; "
+        f"last UID {report.last_uid}."
+    )
