@@ -4,10 +4,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -21,52 +18,7 @@ from canarino.sightings import SightingIn, allow_sender, record_sightings
 from canarino.testing import SmtpSink
 from canarino.workspace import Workspace
 
-from .tripwire_world import World, build_world
-
-
-@dataclass
-class Receiver:
-    """A loopback HTTP server that keeps what is POSTed; ``fail`` requests get a 500 first."""
-
-    fail: int = 0
-    posts: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        return [json.loads(body) for p, _, body in self.posts if p == path]
-
-    def __enter__(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if receiver.fail > 0:
-                    receiver.fail -= 1
-                    self.send_response(500)
-                else:
-                    receiver.posts.append((self.path, dict(self.headers), body))
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
+from .tripwire_world import Receiver, World, build_world
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,12 @@ live tables between tests instead of rebuilding everything.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete
 
@@ -69,3 +73,48 @@ def build_world(folder: Path, customers: int = 150) -> World:
         for name in ("Vendor A", "Vendor B", "Agent A1")
     }
     return World(ws, shares, ws.settings)
+
+
+@dataclass
+class Receiver:
+    """A loopback HTTP server that keeps what is POSTed; ``fail`` requests get a 500 first."""
+
+    fail: int = 0
+    posts: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [json.loads(body) for p, _, body in self.posts if p == path]
+
+    def __enter__(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.fail > 0:
+                    receiver.fail -= 1
+                    self.send_response(500)
+                else:
+                    receiver.posts.append((self.path, dict(self.headers), body))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
