@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from canarino.normalize import (
     IdentifierError,
@@ -8,6 +11,7 @@ from canarino.normalize import (
     Pseudonymizer,
     default_language,
     fast_email,
+    fast_emails,
     normalize_country,
     normalize_email,
     normalize_language,
@@ -149,3 +153,120 @@ def test_phone_candidates_skip_impossible_lengths() -> None:
     assert set(candidates("347 123 4567")) == {"+393471234567", "+13471234567"}
     # Twelve national digits are too long for the US plan.
     assert "+1347123456789" not in candidates("347 123 456789")
+
+
+MESSY_EMAILS = [
+    "Mario.Rossi@Example.IT",
+    "  anna@posta.it\t",
+    "<x@y.com>",
+    '"quoted"@posta.it',
+    "'a@b.it'",
+    "mailto:Q@W.com",
+    "MAILTO:q@w.com",
+    "İlker@örnek.com.tr",
+    "ÀB@c.it",
+    "x\x1c@y.it",
+    "x@y.it\x1f",
+    "a b@c.it",
+    "ab@@c.it",
+    "@c.it",
+    "a@.it",
+    "a@b.",
+    "a@b",
+    "no-at-sign",
+    "",
+    "=cmd|' /C calc'!A0",
+    "\x00@\x00.\x00",
+    "a@b.c\nd@e.f",
+    "ﬃ@x.it",
+]
+
+
+def _one_by_one_emails(values: list[str | None]) -> dict[int, str]:
+    return {i: e for i, v in enumerate(values) if v and (e := fast_email(v))}
+
+
+def test_column_email_normaliser_equals_the_one_by_one_path_on_messy_values() -> None:
+    values: list[str | None] = [*MESSY_EMAILS, None]
+    positions, forms = fast_emails(pa.array(values))
+    assert dict(zip(positions.tolist(), forms.to_pylist(), strict=True)) == _one_by_one_emails(
+        values
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=30), st.emails()), max_size=40))
+def test_column_email_normaliser_equals_the_one_by_one_path_on_any_text(
+    values: list[str | None],
+) -> None:
+    positions, forms = fast_emails(pa.array(values, pa.string()))
+    assert dict(zip(positions.tolist(), forms.to_pylist(), strict=True)) == _one_by_one_emails(
+        values
+    )
+
+
+MESSY_PHONES = [
+    "+39 347 123 4567",
+    "0039 3471234567",
+    "347 123 4567",
+    "01 23 45 67 89",
+    "(415) 555-0100",
+    "39 347 1234567",
+    " \x1c+33 1 23 45 67 89",
+    "\x0b+39 347 1234567",
+    "0151 12345678",
+    "+0039347555123",
+    "٣٤٧١٢٣٤٥٦٧",
+    "+٣٩347123456",
+    "2026-03-02",
+    "12",
+    "1" * 40,
+    "tel: +39-347-123-4567 ext",
+    "",
+]
+
+
+def _one_by_one_phones(
+    candidates: PhoneCandidates, values: list[str | None]
+) -> list[tuple[int, str]]:
+    return sorted((i, f) for i, v in enumerate(values) if v for f in candidates(v))
+
+
+@pytest.mark.parametrize("regions", [["IT"], ["IT", "FR", "DE", "ES", "US"], []])
+def test_column_phone_candidates_equal_the_one_by_one_path(regions: list[str]) -> None:
+    candidates = PhoneCandidates(regions)
+    values: list[str | None] = [*MESSY_PHONES, None]
+    positions, forms = candidates.many(pa.array(values))
+    assert sorted(zip(positions.tolist(), forms.to_pylist(), strict=True)) == (
+        _one_by_one_phones(candidates, values)
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(max_size=24),
+            st.from_regex(r"\A[ +(]{0,2}[0-9][0-9 ().\-/]{5,20}\Z"),
+        ),
+        max_size=40,
+    )
+)
+def test_column_phone_candidates_equal_the_one_by_one_path_on_any_text(
+    values: list[str | None],
+) -> None:
+    candidates = PhoneCandidates(["IT", "FR", "US"])
+    positions, forms = candidates.many(pa.array(values, pa.string()))
+    assert sorted(zip(positions.tolist(), forms.to_pylist(), strict=True)) == (
+        _one_by_one_phones(candidates, values)
+    )
+
+
+def test_column_pseudonyms_equal_single_ones_and_hash_repeats_once() -> None:
+    p = Pseudonymizer(b"k" * 32)
+    values = ["a@b.it", "c@d.it", "a@b.it", "", "città"]
+    raw = p.digest_array("email", pa.array(values))
+    assert raw.shape == (5, 32)
+    assert [bytes(r) for r in raw] == [p.digest("email", v) for v in values]
+    assert p.digest_array("email", pa.array([], pa.string())).shape == (0, 32)

@@ -16,13 +16,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
+import numpy.typing as npt
 import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 from babel import Locale, UnknownLocaleError
 from babel.languages import get_official_languages
 from email_validator import EmailNotValidError, validate_email
 
 _NON_DIGITS = re.compile(r"\D+")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Printable ASCII without quotes or angle brackets: on such a value fast_email only
+# lower-cases, so Arrow can do it. Anything else takes the Python path.
+_PLAIN = r"[\x21\x23-\x26\x28-\x3b\x3d\x3f\x41-\x7e]+"
+_PLAIN_EMAIL = f"^{_PLAIN}@{_PLAIN}\\.{_PLAIN}$"
+# What str.strip() removes from an ASCII string.
+_ASCII_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f "
+Positions = npt.NDArray[np.int64]
 
 
 class IdentifierError(ValueError):
@@ -54,6 +65,42 @@ def fast_email(value: str) -> str | None:
     if value.startswith("mailto:"):
         value = value[7:]
     return value if _EMAIL_SHAPE.match(value) else None
+
+
+def fast_emails(values: pa.Array) -> tuple[Positions, pa.Array]:
+    """:func:`fast_email` over a column: the rows holding an address and their forms.
+
+    Plain ASCII values are lower-cased and shape-checked by Arrow; the rest (quotes,
+    spaces, ``mailto:``, non-ASCII) go through :func:`fast_email` one by one, so the
+    result is the same as calling it on every value.
+    """
+    values = _strings(values)
+    # One pass finds plain values already shaped like an address; on those fast_email
+    # only lower-cases. Every other non-empty value takes the Python path.
+    quick = _mask(pc.match_substring_regex(values, _PLAIN_EMAIL))
+    lowered = pc.ascii_lower(values)
+    quick &= ~_mask(pc.starts_with(lowered, "mailto:"))
+    fast_pos = np.flatnonzero(quick)
+    present = _mask(pc.greater(pc.binary_length(values), 0))
+    slow_pos = np.flatnonzero(present & ~quick)
+    found = lowered.take(pa.array(fast_pos, pa.int64()))
+    if not slow_pos.size:
+        return fast_pos.astype(np.int64), found
+    slow = values.take(pa.array(slow_pos, pa.int64())).to_pylist()
+    keep, forms = [], []
+    for pos, value in zip(slow_pos.tolist(), slow, strict=True):
+        email = fast_email(value)
+        if email:
+            keep.append(pos)
+            forms.append(email)
+    positions = np.concatenate([fast_pos, np.asarray(keep, dtype=np.int64)]).astype(np.int64)
+    return positions, pa.concat_arrays([found, pa.array(forms, pa.string())])
+
+
+def _strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values if values.type == pa.string() else values.cast(pa.string())
 
 
 def normalize_phone(value: str, region: str | None) -> str:
@@ -117,6 +164,73 @@ class PhoneCandidates:
             out.append("+" + digits)
         return out
 
+    def many(self, values: pa.Array) -> tuple[Positions, pa.Array]:
+        """Candidates of a whole column: row positions (repeated) and E.164 forms.
+
+        The same candidates as calling the object on each value, in another order:
+        ASCII values are handled by Arrow, the rest one by one in Python.
+        """
+        values = _strings(values)
+        present = pc.fill_null(pc.greater(pc.binary_length(values), 0), False)
+        ascii_ = pc.fill_null(pc.string_is_ascii(values), False)
+        digits = pc.replace_substring_regex(values, r"[^0-9]+", "")
+        width = pc.fill_null(pc.binary_length(digits), 0).to_numpy(zero_copy_only=False)
+        fast = pc.and_(present, ascii_).to_numpy(zero_copy_only=False)
+        fast &= (width >= 6) & (width <= 17)
+        plus = _mask(pc.match_substring_regex(values, f"^[{_ASCII_SPACE}]*\\+"))
+        zeros = _mask(pc.starts_with(digits, "00")) & ~plus
+        rest = fast & ~plus & ~zeros
+        parts: list[tuple[Positions, pa.Array]] = [
+            _prefixed(digits, fast & plus, "+", 0),
+            _prefixed(digits, fast & zeros, "+", 2),
+        ]
+        for region in self._regions:
+            national = digits
+            if region.trunk_prefix:
+                trunk = _mask(pc.starts_with(digits, region.trunk_prefix))
+                cut = pc.utf8_slice_codeunits(digits, len(region.trunk_prefix))
+                national = pc.if_else(pa.array(trunk), cut, digits)
+            ok = rest.copy()
+            if region.lengths:
+                size = pc.fill_null(pc.binary_length(national), 0).to_numpy(zero_copy_only=False)
+                ok &= np.isin(size, sorted(region.lengths))
+            parts.append(_prefixed(national, ok, f"+{region.code}", 0))
+        if self._codes:
+            coded = np.zeros(len(values), dtype=bool)
+            for code in self._codes:
+                coded |= _mask(pc.starts_with(digits, code))
+            parts.append(_prefixed(digits, rest & coded & (width >= 10), "+", 0))
+        slow_pos = np.flatnonzero(
+            pc.and_(present, pc.invert(ascii_)).to_numpy(zero_copy_only=False)
+        )
+        if slow_pos.size:
+            keep, forms = [], []
+            for pos, value in zip(
+                slow_pos.tolist(), values.take(pa.array(slow_pos)).to_pylist(), strict=True
+            ):
+                for form in self(value):
+                    keep.append(pos)
+                    forms.append(form)
+            parts.append((np.asarray(keep, dtype=np.int64), pa.array(forms, pa.string())))
+        positions = np.concatenate([p for p, _ in parts]).astype(np.int64)
+        return positions, pa.concat_arrays([f for _, f in parts])
+
+
+def _mask(values: pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _prefixed(
+    digits: pa.Array, rows: npt.NDArray[np.bool_], prefix: str, skip: int
+) -> tuple[Positions, pa.Array]:
+    """``prefix`` + ``digits[skip:]`` for the selected rows."""
+    positions = np.flatnonzero(rows).astype(np.int64)
+    picked = digits.take(pa.array(positions, pa.int64()))
+    if skip:
+        picked = pc.utf8_slice_codeunits(picked, skip)
+    joined = pc.binary_join_element_wise(pa.scalar(prefix), picked, "")
+    return positions, joined.cast(pa.string())
+
 
 class Pseudonymizer:
     """Keyed pseudonyms: HMAC-SHA256 of a normalised identifier under the workspace key.
@@ -141,6 +255,13 @@ class Pseudonymizer:
     def digest(self, kind: str, value: str) -> bytes:
         """Return the 32-byte pseudonym of a normalised ``value`` of ``kind``."""
         return hmac.digest(self._key, f"{kind}\x1f{value}".encode(), hashlib.sha256)
+
+    def digest_array(self, kind: str, values: pa.Array) -> npt.NDArray[np.uint8]:
+        """Pseudonyms of a column as an ``(n, 32)`` array; each distinct value hashed once."""
+        encoded = pc.dictionary_encode(_strings(values))
+        distinct = encoded.dictionary.to_pylist()
+        raw = np.frombuffer(b"".join(self.digests(kind, distinct)), dtype=np.uint8)
+        return raw.reshape(-1, 32)[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def digests(self, kind: str, values: Sequence[str]) -> list[bytes]:
         """Return the pseudonyms of many values of one kind (same as :meth:`digest`)."""

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .fields import BY_NAME, FIELD_NAMES, field_for_header
-from .normalize import PhoneCandidates, Pseudonymizer, fast_email
+from .normalize import PhoneCandidates, Pseudonymizer, fast_emails
 from .recognition import Candidate, Monitored
 
 _EMAIL = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}\s*$")
@@ -50,13 +50,24 @@ class PseudonymIndex:
 
     def lookup(self, digests: Sequence[bytes]) -> npt.NDArray[np.int64]:
         """Owner of each digest, 0 where unknown (first owner when several share one)."""
-        if not digests or not len(self):
-            return np.zeros(len(digests), dtype=np.int64)
-        raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
-        keys = raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
-        pos = np.searchsorted(self._keys, keys)
+        if not digests:
+            return np.zeros(0, dtype=np.int64)
+        return self.lookup_raw(np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32))
+
+    def lookup_raw(self, raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+        """:meth:`lookup` for digests given as the rows of an ``(n, 32)`` array."""
+        if not raw.shape[0] or not len(self):
+            return np.zeros(raw.shape[0], dtype=np.int64)
+        keys = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype(np.uint64)
+        # Sorted probes walk the index in order: far fewer cache misses than random ones.
+        order = np.argsort(keys)
+        pos = np.empty_like(order)
+        pos[order] = np.searchsorted(self._keys, keys[order])
         pos_c = np.minimum(pos, self._keys.size - 1)
-        hit = (self._keys[pos_c] == keys) & np.all(self._full[pos_c] == raw, axis=1)
+        hit = self._keys[pos_c] == keys
+        # The 8-byte prefix finds the row; the whole digest confirms it, for hits only.
+        near = np.flatnonzero(hit)
+        hit[near] = np.all(self._full[pos_c[near]] == raw[near], axis=1)
         return np.where(hit, self._owners[pos_c], 0)
 
 
@@ -157,84 +168,166 @@ class Matcher:
         """Find the rows of ``batch`` that are customers or canaries.
 
         ``first_row`` numbers the batch's rows within the whole file, for candidates.
+        Identifiers are normalised column-wise and each distinct form is hashed once.
         """
         rows: list[npt.NDArray[np.int64]] = []
         owners: list[npt.NDArray[np.int64]] = []
         kinds: list[npt.NDArray[np.int64]] = []
+        in_range: npt.NDArray[np.bool_] | None = None
         for col in self.email_cols:
-            values = batch.column(col).to_pylist()
-            positions, normal = [], []
-            for pos, value in enumerate(values):
-                email = fast_email(value) if value else None
-                if email:
-                    positions.append(pos)
-                    normal.append(email)
-            found = self.index.lookup(self.pseudonyms.digests("email", normal))
-            hit = found != 0
-            rows.append(np.asarray(positions, dtype=np.int64)[hit])
-            owners.append(found[hit])
-            kinds.append(np.full(int(hit.sum()), FIELD_BIT["email"], dtype=np.int64))
-        for col in self.phone_cols:
-            values = batch.column(col).to_pylist()
-            positions, normal = [], []
-            for pos, value in enumerate(values):
-                if value:
-                    for candidate in self.phones(value):
-                        positions.append(pos)
-                        normal.append(candidate)
-            found = self.index.lookup(self.pseudonyms.digests("phone", normal))
-            hit = found != 0
-            rows.append(np.asarray(positions, dtype=np.int64)[hit])
-            owners.append(found[hit])
-            kinds.append(np.full(int(hit.sum()), FIELD_BIT["phone"], dtype=np.int64))
+            positions, forms = fast_emails(batch.column(col))
+            self._lookup("email", positions, forms, rows, owners, kinds)
+        for n, col in enumerate(self.phone_cols):
+            positions, forms = self.phones.many(batch.column(col))
+            self._lookup("phone", positions, forms, rows, owners, kinds)
+            if n == 0 and self.monitored is not None:
+                in_range = self._in_range(positions, forms, batch.num_rows)
         if not rows:
             empty = np.zeros(0, dtype=np.int64)
             return BatchMatch(empty, empty, empty)
         row_idx = np.concatenate(rows)
         masks = self.field_masks(batch)[row_idx] if row_idx.size else row_idx
-        candidates = self._candidates(batch, set(row_idx.tolist()), first_row)
+        candidates = self._candidates(batch, row_idx, in_range, first_row)
         return BatchMatch(np.concatenate(owners), masks, np.concatenate(kinds), candidates)
 
+    def _lookup(
+        self,
+        kind: str,
+        positions: npt.NDArray[np.int64],
+        forms: pa.Array,
+        rows: list[npt.NDArray[np.int64]],
+        owners: list[npt.NDArray[np.int64]],
+        kinds: list[npt.NDArray[np.int64]],
+    ) -> None:
+        found = self.index.lookup_raw(self.pseudonyms.digest_array(kind, forms))
+        hit = found != 0
+        rows.append(positions[hit])
+        owners.append(found[hit])
+        kinds.append(np.full(int(hit.sum()), FIELD_BIT[kind], dtype=np.int64))
+
+    def _in_range(
+        self, positions: npt.NDArray[np.int64], forms: pa.Array, size: int
+    ) -> npt.NDArray[np.bool_]:
+        """Rows with a phone candidate in a monitored range."""
+        assert self.monitored is not None
+        out = np.zeros(size, dtype=bool)
+        if not self.monitored.ranges or not len(forms):
+            return out
+        digits = pc.replace_substring_regex(forms, r"^\+?(?:00)?", "", max_replacements=1)
+        hit = np.zeros(len(forms), dtype=bool)
+        for prefix in self.monitored.ranges:
+            hit |= pc.starts_with(digits, prefix).to_numpy(zero_copy_only=False)
+        out[positions[hit]] = True
+        return out
+
+    def _points_at_us(self, emails: pa.Array) -> npt.NDArray[np.bool_]:
+        """Rows whose e-mail value is on (or next to) a monitored domain."""
+        assert self.monitored is not None
+        domains = pc.struct_field(pc.extract_regex(emails, r"@(?P<d>[^@]*)$"), [0])
+        ours = [d for d in pc.unique(domains).drop_null().to_pylist() if self.monitored.domain(d)]
+        if not ours:
+            return np.zeros(len(emails), dtype=bool)
+        found = pc.is_in(domains, value_set=pa.array(ours, pa.string()))
+        return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
+
     def _candidates(
-        self, batch: pa.RecordBatch, matched: set[int], first_row: int
+        self,
+        batch: pa.RecordBatch,
+        matched: npt.NDArray[np.int64],
+        in_range: npt.NDArray[np.bool_] | None,
+        first_row: int,
     ) -> list[Candidate]:
         if self.monitored is None:
             return []
-        emails = batch.column(self.email_cols[0]).to_pylist() if self.email_cols else None
-        phones = batch.column(self.phone_cols[0]).to_pylist() if self.phone_cols else None
-        names = [batch.column(i).to_pylist() for i in self.name_cols]
+        # Arrow finds the few rows that point at us; only those are read in Python.
+        near = np.zeros(batch.num_rows, dtype=bool)
+        if self.email_cols:
+            near |= self._points_at_us(batch.column(self.email_cols[0]))
+        if in_range is not None:
+            near |= in_range
+        near[matched] = False
+        picks = np.flatnonzero(near)
+        if not picks.size:
+            return []
+        take = pa.array(picks, pa.int64())
+        emails = batch.column(self.email_cols[0]).take(take).to_pylist() if self.email_cols else []
+        phones = batch.column(self.phone_cols[0]).take(take).to_pylist() if self.phone_cols else []
+        names = [batch.column(i).take(take).to_pylist() for i in self.name_cols]
         out: list[Candidate] = []
-        for pos in range(batch.num_rows):
-            if pos in matched:
-                continue
-            email = emails[pos] if emails else None
+        for k, pos in enumerate(picks.tolist()):
+            email = emails[k] if emails else None
             phone = None
-            if phones and phones[pos]:
-                forms = [f for f in self.phones(phones[pos]) if self.monitored.phone_range(f)]
+            if phones and phones[k]:
+                forms = [f for f in self.phones(phones[k]) if self.monitored.phone_range(f)]
                 phone = forms[0] if forms else None
             if self.monitored.points_at_us(email, phone):
-                name = " ".join(col[pos] or "" for col in names)
+                name = " ".join(col[k] or "" for col in names)
                 out.append(Candidate(first_row + pos, email, phone, name))
         return out
 
 
+class Exposure:
+    """Running per-owner OR of exposed fields and of identifier kinds matched.
+
+    Batches are folded in as they come, so memory follows the number of distinct
+    people found, not the size of the dump.
+    """
+
+    def __init__(self, compact_every: int = 1 << 20) -> None:
+        self._parts: list[BatchMatch] = []
+        self._pending = 0
+        self._compact_every = compact_every
+
+    def add(self, match: BatchMatch) -> None:
+        """Fold in the matches of one batch."""
+        if not match.owners.size:
+            return
+        self._parts.append(BatchMatch(match.owners, match.masks, match.kinds))
+        self._pending += int(match.owners.size)
+        if self._pending >= self._compact_every:
+            self._compact()
+
+    def merge(self, other: Exposure) -> None:
+        """Fold in everything another :class:`Exposure` has gathered."""
+        for part in other._parts:
+            self.add(part)
+
+    def _compact(self) -> None:
+        parts = self._parts
+        owners = np.concatenate([m.owners for m in parts])
+        masks = np.concatenate([m.masks for m in parts])
+        kinds = np.concatenate([m.kinds for m in parts])
+        order = np.argsort(owners, kind="stable")
+        owners, masks, kinds = owners[order], masks[order], kinds[order]
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        merged = BatchMatch(
+            owners[starts],
+            np.bitwise_or.reduceat(masks, starts),
+            np.bitwise_or.reduceat(kinds, starts),
+        )
+        self._parts = [merged]
+        self._pending = int(merged.owners.size)
+        # Keep compaction amortised when most rows are distinct people.
+        self._compact_every = max(self._compact_every, 2 * self._pending)
+
+    def result(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Per owner: the OR of exposed-field masks, and the OR of identifier kinds."""
+        if not self._parts:
+            return {}, {}
+        self._compact()
+        merged = self._parts[0]
+        owners = merged.owners.tolist()
+        exposed = dict(zip(owners, merged.masks.tolist(), strict=True))
+        matched_by = dict(zip(owners, merged.kinds.tolist(), strict=True))
+        return exposed, matched_by
+
+
 def merge(matches: Iterable[BatchMatch]) -> tuple[dict[int, int], dict[int, int]]:
     """Per owner: the OR of exposed-field masks, and the OR of identifier kinds matched."""
-    parts = [m for m in matches if m.owners.size]
-    if not parts:
-        return {}, {}
-    owners = np.concatenate([m.owners for m in parts])
-    masks = np.concatenate([m.masks for m in parts])
-    kinds = np.concatenate([m.kinds for m in parts])
-    order = np.argsort(owners, kind="stable")
-    owners, masks, kinds = owners[order], masks[order], kinds[order]
-    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-    uniq = owners[starts]
-    mask_or = np.bitwise_or.reduceat(masks, starts)
-    kind_or = np.bitwise_or.reduceat(kinds, starts)
-    exposed = dict(zip(uniq.tolist(), mask_or.tolist(), strict=True))
-    matched_by = dict(zip(uniq.tolist(), kind_or.tolist(), strict=True))
-    return exposed, matched_by
+    exposure = Exposure()
+    for match in matches:
+        exposure.add(match)
+    return exposure.result()
 
 
 @dataclass
@@ -246,6 +339,8 @@ class Scope:
     by_category: dict[str, int] = field(default_factory=dict)
     by_country: dict[str, int] = field(default_factory=dict)
     by_region: dict[str, int] = field(default_factory=dict)
+    # People per exact set of exposed fields ("email,phone"): what each person lost.
+    by_exposure: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -255,7 +350,42 @@ class Scope:
             "by_category": self.by_category,
             "by_country": self.by_country,
             "by_region": self.by_region,
+            "by_exposure": self.by_exposure,
         }
+
+
+@dataclass(frozen=True)
+class PersonScope:
+    """What a leak exposes of one person: the fields found and their data categories."""
+
+    customer_id: int
+    country: str | None
+    region: str | None
+    fields: tuple[str, ...]
+    categories: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "customer_id": self.customer_id,
+            "country": self.country,
+            "region": self.region,
+            "fields": list(self.fields),
+            "categories": list(self.categories),
+        }
+
+
+def person_scope(
+    customer_id: int, country: str | None, region: str | None, fields_text: str
+) -> PersonScope:
+    """The :class:`PersonScope` of one person from the stored ``"f1,f2"`` field list."""
+    order = {n: i for i, n in enumerate(FIELD_NAMES)}
+    names = sorted({f for f in fields_text.split(",") if f in BY_NAME}, key=order.__getitem__)
+    categories: list[str] = []
+    for name in names:
+        if BY_NAME[name].category not in categories:
+            categories.append(BY_NAME[name].category)
+    return PersonScope(customer_id, country, region, tuple(names), tuple(categories))
 
 
 def build_scope(groups: Iterable[tuple[str | None, str | None, str, int]]) -> Scope:
@@ -264,10 +394,12 @@ def build_scope(groups: Iterable[tuple[str | None, str | None, str, int]]) -> Sc
     cats: Counter[str] = Counter()
     countries: Counter[str] = Counter()
     regions: Counter[str] = Counter()
+    exposures: Counter[str] = Counter()
     people = 0
     for country, region, fields_text, count in groups:
         people += count
         names = [f for f in fields_text.split(",") if f]
+        exposures[",".join(person_scope(0, None, None, fields_text).fields)] += count
         for name in names:
             fields_c[name] += count
         for cat in {BY_NAME[n].category for n in names}:
@@ -281,4 +413,5 @@ def build_scope(groups: Iterable[tuple[str | None, str | None, str, int]]) -> Sc
         dict(cats.most_common()),
         dict(countries.most_common()),
         dict(regions.most_common()),
+        dict(exposures.most_common()),
     )
