@@ -47,7 +47,13 @@ _RISK_MEETS = {
     "risk": {"risk", "high_risk"},
     "harm_likely": {"risk", "high_risk"},
     "high_risk": {"high_risk"},
+    # Other laws' harm tests are met by any risk, so a duty is shown rather than missed;
+    # the obligation says the analyst must confirm the test in that law's own terms.
+    "significant_harm": {"risk", "high_risk"},
+    "serious_harm": {"risk", "high_risk"},
+    "serious_injury": {"risk", "high_risk"},
 }
+_OWN_TERMS = {"significant_harm", "serious_harm", "serious_injury"}
 # A missing anchor may be replaced only by one that cannot be later, so deadlines never grow.
 _SAFER_ANCHORS = {
     "determined": ("aware", "discovered", "occurred"),
@@ -455,10 +461,13 @@ def _trigger_reasons(rule: Rule, facts: IncidentFacts, reasons: list[str]) -> li
     if rule.safe_harbour and facts.encrypted and not facts.key_exposed:
         reasons.append("safe harbour: data encrypted and the key was not exposed")
         return None
+    verdict = "meets"
+    if trigger.risk_test in _OWN_TERMS:
+        verdict = "is taken to meet (confirm in that law's own terms)"
     why = [
         f"exposed data: {', '.join(hit)}",
         f"event: {', '.join(sorted(events))}",
-        f"risk level '{facts.risk}' meets the '{trigger.risk_test}' test"
+        f"risk level '{facts.risk}' {verdict} the '{trigger.risk_test}' test"
         + (f" ({facts.risk_explanation})" if facts.risk_explanation else ""),
     ]
     if rule.safe_harbour and facts.encrypted:

@@ -71,7 +71,17 @@ Event = Literal[
     "destruction",
     "availability",
 ]
-RiskTest = Literal["none", "risk", "high_risk", "harm_likely"]
+# Beyond the GDPR's two levels: US "harm likely", Canada's "real risk of significant harm",
+# Singapore's "significant harm", Australia's "serious harm", Quebec's "serious injury".
+RiskTest = Literal[
+    "none",
+    "risk",
+    "high_risk",
+    "harm_likely",
+    "significant_harm",
+    "serious_harm",
+    "serious_injury",
+]
 Recipient = Literal[
     "authority", "individuals", "media", "credit_agencies", "regulator", "controller", "register"
 ]
