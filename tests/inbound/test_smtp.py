@@ -276,6 +276,20 @@ def test_clients_over_the_rate_limit_are_told_to_come_back(mailws: Workspace) ->
         assert lst.stats.rate_limited >= 2
 
 
+def test_guessing_addresses_is_rate_limited_like_sending(mailws: Workspace) -> None:
+    before = noise_counts(mailws)["unknown"]
+    with (
+        start_listener(_with(mailws, smtp_rate_per_minute=3), "127.0.0.1", 0) as lst,
+        smtplib.SMTP("127.0.0.1", lst.port) as client,
+    ):
+        client.ehlo()
+        assert client.mail("x@spam.example")[0] == 250
+        codes = [client.rcpt(f"guess{i}@canary-mail.it")[0] for i in range(6)]
+    # One token went to MAIL, two to refused guesses; then the client must wait.
+    assert codes == [550, 550, 450, 450, 450, 450]
+    assert noise_counts(mailws)["unknown"] == before + 2
+
+
 def test_connections_beyond_the_limit_get_421(mailws: Workspace) -> None:
     with start_listener(_with(mailws, smtp_max_connections=2), "127.0.0.1", 0) as lst:
         held = [_Raw(lst.port) for _ in range(2)]

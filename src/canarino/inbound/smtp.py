@@ -289,6 +289,12 @@ class SmtpListener:
             return "550 5.7.1 Relaying denied"
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        # Refused probes spend the client's allowance too: guessing addresses one RCPT
+        # after another is as limited as sending messages.
+        if not self._bucket.has(peer):
+            self.stats.rate_limited += 1
+            return "450 4.7.1 Too many attempts from your address, try again later"
         try:
             known = await self._in(self._db, is_canary_email, self.ws, address)
             if not known:
@@ -299,6 +305,7 @@ class SmtpListener:
             return "451 4.3.0 Temporary failure, try again later"
         if not known:
             self.stats.unknown_recipients += 1
+            self._bucket.take(peer)
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
