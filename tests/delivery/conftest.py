@@ -15,12 +15,7 @@ from canarino.settings import load_settings
 from canarino.testing import make_customers, write_customers_csv
 from canarino.workspace import Workspace, init_workspace
 
-from .support import (
-    PEOPLE,
-    Case,
-    RecordingSink,
-    make_incident,
-)
+from .support import PEOPLE, Case, RecordingSink, make_incident
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ from aiosmtpd.smtp import Envelope
 from sqlalchemy import insert, select
 
 from canarino import models as m
-from canarino.delivery import (
-    NOTICE_CONTEXT,
-)
+from canarino.delivery import NOTICE_CONTEXT
 from canarino.testing import SmtpSink
 from canarino.workspace import Workspace
 

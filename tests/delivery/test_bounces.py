@@ -8,19 +8,10 @@ from sqlalchemy import select, update
 
 from canarino import models as m
 from canarino.customers import CUSTOMER_CONTEXT
-from canarino.delivery import (
-    prepare_notices,
-    record_bounces,
-    send_notices,
-)
+from canarino.delivery import prepare_notices, record_bounces, send_notices
 from canarino.notices import reference_token
 
-from .support import (
-    Case,
-    RecordingSink,
-    assert_no_personal_data_stored_in_clear,
-    notices_of,
-)
+from .support import Case, RecordingSink, assert_no_personal_data_stored_in_clear, notices_of
 
 
 def dsn(to: str, original_id: str, status: str = "5.1.1", action: str = "failed") -> bytes:

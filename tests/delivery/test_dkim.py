@@ -2,17 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from canarino.delivery import (
-    DkimKey,
-    prepare_notices,
-    send_notices,
-)
+from canarino.delivery import DkimKey, prepare_notices, send_notices
 from canarino.errors import DeliveryError
 
-from .support import (
-    Case,
-    RecordingSink,
-)
+from .support import Case, RecordingSink
 
 
 def test_dkim_signature_verifies_against_the_published_key(case: Case, smtp: RecordingSink) -> None:

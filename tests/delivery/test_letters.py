@@ -4,16 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from canarino.delivery import (
-    NOTICE_CONTEXT,
-    prepare_notices,
-    print_letters,
-)
+from canarino.delivery import NOTICE_CONTEXT, prepare_notices, print_letters
 
-from .support import (
-    Case,
-    notices_of,
-)
+from .support import Case, notices_of
 
 
 def test_letters_are_printed_in_batches_with_address_blocks(case: Case, tmp_path: Path) -> None:

@@ -6,12 +6,7 @@ from sqlalchemy import select, update
 
 from canarino import models as m
 from canarino.customers import CUSTOMER_CONTEXT, load_customers
-from canarino.delivery import (
-    NO_CHANNEL,
-    notice_problems,
-    notice_states,
-    prepare_notices,
-)
+from canarino.delivery import NO_CHANNEL, notice_problems, notice_states, prepare_notices
 from canarino.fields import FIELD_NAMES
 from canarino.notices import ContentRule, label
 from canarino.obligations import load_rules
@@ -152,3 +147,63 @@ def test_massachusetts_resident_is_told_without_nature_or_count(case: Case) -> N
     assert "right to get a police report" in ma_text and "security freeze" in ma_text
     assert "18 months of credit monitoring" in ma_text
     assert ma.note is not None and "US-MA" in ma.note and "nature_of_breach" in ma.note
+
+
+def _listed_fields(text: str) -> list[str]:
+    body = text.replace("\r\n", "\n")
+    return [ln[2:] for ln in body.split("\n\n")[4].splitlines() if ln.startswith("- ")]
+
+
+def test_each_notice_lists_the_fields_exposed_for_that_person_only(case: Case) -> None:
+    exposed = {2: "email", 3: "first_name,phone,birth_date", 5: "iban,tax_code,email"}
+    with case.ws.db.session() as s:
+        for cid, names in exposed.items():
+            s.execute(
+                update(m.IncidentPerson)
+                .where(m.IncidentPerson.customer_id == cid)
+                .values(fields=names)
+            )
+    prepare_notices(case.ws, case.incident_id)
+    rows = {r.customer_id: r for r in notices_of(case.ws, case.incident_id, "email")}
+    assert set(exposed) <= set(rows)
+    for cid, names in exposed.items():
+        row = rows[cid]
+        wanted = {label(name, row.language) for name in names.split(",")}
+        assert set(_listed_fields(plain(case.ws, row))) == wanted, cid
+    others = [r for cid, r in rows.items() if cid not in exposed]
+    assert others and all(
+        _listed_fields(plain(case.ws, r)) == [label(f, r.language) for f in FIELDS.split(",")]
+        for r in others
+    )
+
+
+def test_run_summary_names_everyone_not_reached_by_email_and_why(case: Case) -> None:
+    with case.ws.db.session() as s:
+        sealed = s.scalar(select(m.Customer.sealed).where(m.Customer.id == 2))
+        assert sealed is not None
+        record = case.ws.vault.open(sealed, context=CUSTOMER_CONTEXT)
+        record["email"] = "not-an-address@"
+        s.execute(
+            update(m.Customer)
+            .where(m.Customer.id == 2)
+            .values(sealed=case.ws.vault.seal(record, context=CUSTOMER_CONTEXT))
+        )
+        s.execute(update(m.Customer).where(m.Customer.id == 3).values(language="pt"))
+    report = prepare_notices(case.ws, case.incident_id)
+    summary = "\n".join(report.summary())
+    assert f"{case.emails - 1} e-mails prepared, {case.letters + 1} letters" in summary
+    assert f"{case.unreachable} people nobody can reach" in summary
+    assert (
+        f"{case.letters + case.unreachable} people not notified by e-mail: no email address"
+        in summary
+    )
+    assert "1 people not notified by e-mail: invalid e-mail address" in summary
+    assert f"{case.unreachable} people: {NO_CHANNEL}" in summary
+    assert "1 notices in a fallback language: no notice texts in 'pt'" in summary
+    assert "Readability (en): flesch kincaid grade" in summary and "meets the target" in summary
+    assert "@" not in summary and "not-an-address" not in summary
+    # The same reasons are kept on the notices themselves.
+    reasons = [p.reason for p in notice_problems(case.ws, case.incident_id)]
+    assert sum(r.startswith("invalid e-mail address") for r in reasons) == 1
+    assert sum(r == NO_CHANNEL for r in reasons) == case.unreachable
+    assert sum("no notice texts in 'pt'" in r for r in reasons) == 1

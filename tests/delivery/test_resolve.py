@@ -7,21 +7,10 @@ import pytest
 from sqlalchemy import update
 
 from canarino import models as m
-from canarino.delivery import (
-    in_doubt_notices,
-    prepare_notices,
-    resolve_in_doubt,
-    send_notices,
-)
+from canarino.delivery import in_doubt_notices, prepare_notices, resolve_in_doubt, send_notices
 from canarino.errors import InvalidInput
 
-from .support import (
-    Case,
-    RecordingSink,
-    address_of,
-    notices_of,
-    parse,
-)
+from .support import Case, RecordingSink, address_of, notices_of, parse
 
 
 def test_connection_dropped_mid_data_is_in_doubt_listed_and_resolved_explicitly(

@@ -3,9 +3,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from canarino.delivery import (
-    provider_of,
-)
+from canarino.delivery import provider_of
 
 
 def test_rate_limit_per_provider_paces_one_provider_without_blocking_others() -> None:

@@ -197,6 +197,25 @@ def test_nothing_to_send_needs_no_server(case: Case) -> None:
     assert report.sent == 0 and report.already_sent == 0
 
 
+def test_run_summary_shows_refusals_and_uncertain_deliveries(
+    case: Case, smtp: RecordingSink
+) -> None:
+    prepare_notices(case.ws, case.incident_id)
+    refused, cut = notices_of(case.ws, case.incident_id, "email")[:2]
+    smtp.reject[address_of(case.ws, refused).lower()] = "550 5.1.1 no such user"
+    smtp.drop_during_data.add(address_of(case.ws, cut).lower())
+    report = send_notices(case.ws, case.incident_id, host=smtp.host, port=smtp.port, **fast())
+    summary = report.summary()
+    assert summary[0] == (
+        f"sent {case.emails - 2}, failed 1, to retry later 0, in doubt 1, already sent 0"
+    )
+    assert "1 letters queued instead of e-mails" in summary
+    assert "1 × refused 550 5.1.1; letter queued" in summary
+    assert "1 × connection lost during DATA: delivery uncertain" in summary
+    assert any("canarino notices in-doubt" in line for line in summary)
+    assert all("@" not in line for line in summary)
+
+
 # --- crash ------------------------------------------------------------------------------------
 
 # Imports canarino once, then forks one fresh sending process per line read; prints the

@@ -10,17 +10,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from canarino.delivery import (
-    prepare_notices,
-    send_notices,
-)
+from canarino.delivery import prepare_notices, send_notices
 from canarino.errors import DeliveryError
 
-from .support import (
-    Case,
-    RecordingSink,
-    free_port,
-)
+from .support import Case, RecordingSink, free_port
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -27,6 +27,7 @@ from ..notices import (
     NoticeContext,
     RenderedNotice,
     idempotency_key,
+    meets_target,
     message_id,
     notice_reference,
     readability,
@@ -78,6 +79,41 @@ class PrepareReport:
     missing: dict[str, int] = field(default_factory=dict)
     readability: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def summary(self) -> list[str]:
+        """The run summary as lines of text: every person not reached by e-mail, and why."""
+        lines = [
+            f"{self.prepared:,} e-mails prepared, {self.letters:,} letters, "
+            f"{self.unreachable:,} people nobody can reach; "
+            f"{self.already_prepared:,} were already prepared"
+        ]
+        if self.by_language:
+            lines.append("By language: " + _counts(self.by_language))
+        lines += [f"{n:,} people not notified by e-mail: {why}" for why, n in self.skipped.items()]
+        if self.unreachable:
+            lines.append(f"{self.unreachable:,} people: {NO_CHANNEL}")
+        lines += [
+            f"{n:,} notices in a fallback language: {why}"
+            for why, n in self.fallback_reasons.items()
+        ]
+        if self.omitted:
+            lines.append(
+                "Left out by the rules of the person's jurisdiction: " + _counts(self.omitted)
+            )
+        if self.missing:
+            lines.append("Required but not available: " + _counts(self.missing))
+        for language, scores in self.readability.items():
+            verdict = {True: "meets the target", False: "above the target", None: "no target"}
+            lines.append(
+                f"Readability ({language}): "
+                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in scores.items())
+                + f" — {verdict[meets_target(language, scores)]}"
+            )
+        return lines
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} {n:,}" for key, n in counts.items())
 
 
 def _validator_reason(exc: Exception, address: str) -> str:

@@ -64,6 +64,24 @@ class SendReport:
     problems: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def summary(self) -> list[str]:
+        """The run summary as lines of text: what was sent, and every notice that was not."""
+        lines = [
+            f"sent {self.sent:,}, failed {self.failed:,}, to retry later {self.retry_later:,}, "
+            f"in doubt {self.in_doubt:,}, already sent {self.already_sent:,}"
+        ]
+        if self.busy:
+            lines.append(f"{self.busy:,} notices are being sent by another run")
+        if self.letters_queued:
+            lines.append(f"{self.letters_queued:,} letters queued instead of e-mails")
+        lines += [f"{n:,} × {why}" for why, n in self.problems.items()]
+        if self.in_doubt:
+            lines.append(
+                f"{self.in_doubt:,} notices may or may not have reached the relay: list them "
+                "with 'canarino notices in-doubt', check the relay's log, then resolve them"
+            )
+        return lines
+
 
 # Built once: building an UPDATE costs more than running it on SQLite.
 _CLAIM = (
