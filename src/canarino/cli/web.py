@@ -146,6 +146,18 @@ def _start_smtp(ws: Workspace, host: str, port: int) -> Any:
     return smtp.start_listener(ws, host, port)
 
 
+def _server(ws: Workspace, host: str, port: int) -> Any:
+    """The uvicorn server for the web app of ``ws``."""
+    import uvicorn
+
+    from ..web.app import create_app
+
+    config = uvicorn.Config(
+        create_app(ws), host=host, port=port, log_level="info", proxy_headers=True
+    )
+    return uvicorn.Server(config)
+
+
 @app.command("serve")
 def serve(
     listen: Annotated[
@@ -159,10 +171,6 @@ def serve(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run the web app, the inbound SMTP listener and the alert trigger (every 10 s)."""
-    import uvicorn
-
-    from ..web.app import create_app
-
     with _workspace(workspace) as ws:
         host, port = _host_port(listen or ws.settings.web_listen, "--listen")
         listener = None
@@ -176,7 +184,7 @@ def serve(
         alerts.start()
         err.print(f"Web app on http://{host}:{port} (public address {ws.settings.public_url})")
         try:
-            uvicorn.run(create_app(ws), host=host, port=port, log_level="info", proxy_headers=True)
+            _server(ws, host, port).run()
         finally:
             stop.set()
             if listener is not None and hasattr(listener, "stop"):
