@@ -266,7 +266,9 @@ def _payload(view: AlertView) -> dict[str, Any]:
 def _send_email(ws: Workspace, target: _Target, view: AlertView) -> None:
     cfg = ws.settings
     assert cfg.smtp_relay is not None
-    host, _, port = cfg.smtp_relay.rpartition(":")
+    host, _, port = (
+        cfg.smtp_relay.rpartition(":") if ":" in cfg.smtp_relay else (cfg.smtp_relay, "", "25")
+    )
     msg = EmailMessage()
     msg["From"] = cfg.company_email
     msg["To"] = target.address

@@ -102,6 +102,9 @@ def test_replay_guard_refuses_a_replay_within_the_window_and_forgets_after() -> 
     guard.remember(key, NOW)
     assert guard.seen(key, NOW + timedelta(seconds=299))
     assert not guard.seen(key, NOW + timedelta(seconds=301))
+    guard.remember(key, NOW)
+    guard.forget(key)  # a request that could not be stored may come again
+    assert not guard.seen(key, NOW)
 
 
 def test_replay_guard_is_bounded() -> None:

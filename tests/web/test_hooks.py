@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -18,7 +19,9 @@ from pydantic import SecretStr
 from canarino.alerts import list_alerts
 from canarino.inbound.webhooks import MAX_BODY, sign_generic, twilio_signature
 from canarino.sightings import sighting_counts
+from canarino.store import Database, make_engine
 from canarino.web.hooks import router
+from canarino.workspace import Workspace
 
 from ..tripwire_world import World, build_world
 
@@ -268,3 +271,26 @@ def test_hooks_refuse_everything_when_no_key_is_configured(server: str, fresh: W
     )
     sms = {"MessageSid": "SM3", "From": "+447946000003", "To": "+393475550001", "Body": "x"}
     _problem(_twilio(server, "/hooks/sms", sms), 401)
+
+
+def test_a_storage_failure_answers_503_and_the_retry_is_stored(
+    server: str, fresh: World, app: FastAPI, tmp_path: Path
+) -> None:
+    # A database that cannot be opened: a real failure, not a stand-in.
+    broken = Workspace(
+        fresh.ws.settings,
+        Database(make_engine(f"sqlite:///{tmp_path}/missing/folder/db.sqlite")),
+        fresh.ws.vault,
+    )
+    body = _sms_body(_phones(fresh, "Vendor B")[0])
+    headers = _signed(body)
+    app.state.workspace = broken
+    try:
+        reply = httpx.post(f"{server}/hooks/sms", content=body, headers=headers)
+    finally:
+        app.state.workspace = fresh.ws
+        broken.close()
+    _problem(reply, 503)
+    assert reply.headers["retry-after"] == "30"
+    assert httpx.post(f"{server}/hooks/sms", content=body, headers=headers).status_code == 202
+    assert sighting_counts(fresh.ws)["evidence"] == 1

@@ -203,6 +203,10 @@ class ReplayGuard:
         self._expire(t)
         return key in self._seen
 
+    def forget(self, key: str) -> None:
+        """Drop ``key``, e.g. when the request it came with could not be stored."""
+        self._seen.pop(key, None)
+
     def remember(self, key: str, now: datetime | None = None) -> None:
         """Record ``key`` as accepted (after the message was stored)."""
         t = (now or datetime.now(UTC)).timestamp()

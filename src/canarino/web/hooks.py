@@ -25,7 +25,13 @@ from ..workspace import Workspace
 router = APIRouter()
 log = logging.getLogger("canarino.hooks")
 
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 409: "Conflict", 413: "Content Too Large"}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    409: "Conflict",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
 
 
 def _problem(status: int, detail: str, channel: str, provider: str) -> JSONResponse:
@@ -116,8 +122,16 @@ async def _receive(request: Request, channel: str) -> Response:
         return _problem(400, str(exc), channel, provider)
     if guard.seen(replay_key, now):
         return _problem(409, "this request was already received", channel, provider)
-    await run_in_threadpool(record_phone_contact, ws, inbound)
+    # Held while it is stored, so a copy arriving meanwhile is refused, not stored twice.
     guard.remember(replay_key, now)
+    try:
+        await run_in_threadpool(record_phone_contact, ws, inbound)
+    except Exception:
+        guard.forget(replay_key)
+        log.exception("storing a %s webhook failed", channel)
+        reply = _problem(503, "the message could not be stored; send it again", channel, provider)
+        reply.headers["Retry-After"] = "30"
+        return reply
     task = BackgroundTask(_raise_alerts, ws)
     if twilio:
         return Response(wh.TWIML_EMPTY, media_type="application/xml", background=task)
