@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import socket
 import threading
 import time
@@ -114,7 +115,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_serve_answers_on_the_given_address(wsdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("with_smtp", [False, True])
+def test_serve_answers_on_the_given_address(
+    wsdir: Path, monkeypatch: pytest.MonkeyPatch, with_smtp: bool
+) -> None:
     servers: list[Any] = []
     build = cli_web._server
 
@@ -124,9 +128,10 @@ def test_serve_answers_on_the_given_address(wsdir: Path, monkeypatch: pytest.Mon
 
     # Only to reach the running server and stop it; everything else is the real command.
     monkeypatch.setattr(cli_web, "_server", keep)
-    port = _free_port()
+    port, smtp_port = _free_port(), _free_port()
+    mail = ["--smtp", f"127.0.0.1:{smtp_port}"] if with_smtp else ["--no-smtp"]
     thread = threading.Thread(
-        target=_run, args=(wsdir, "serve", "--listen", f"127.0.0.1:{port}", "--no-smtp")
+        target=_run, args=(wsdir, "serve", "--listen", f"127.0.0.1:{port}", *mail)
     )
     thread.start()
     try:
@@ -141,6 +146,9 @@ def test_serve_answers_on_the_given_address(wsdir: Path, monkeypatch: pytest.Mon
         assert health.json() == {"status": "ok"}
         assert "frame-ancestors 'none'" in health.headers["content-security-policy"]
         assert httpx.get(f"http://127.0.0.1:{port}/api/me").status_code == 401
+        if with_smtp:
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+                assert smtp.ehlo()[0] == 250
     finally:
         deadline = time.monotonic() + 30
         while not servers and time.monotonic() < deadline:

@@ -136,14 +136,11 @@ def _alert_loop(ws: Workspace, stop: threading.Event) -> None:
 
 
 def _start_smtp(ws: Workspace, host: str, port: int) -> Any:
-    try:
-        from ..inbound import smtp
-    except ImportError:
-        err.print(
-            "[yellow]The inbound SMTP listener is not part of this build; serving without it.[/]"
-        )
-        return None
-    return smtp.start_listener(ws, host, port)
+    """The inbound SMTP listener; new evidence raises alerts at once, not 10 s later."""
+    from ..alerts import raise_alerts
+    from ..inbound.smtp import start_listener
+
+    return start_listener(ws, host, port, on_sightings=lambda: raise_alerts(ws))
 
 
 def _server(ws: Workspace, host: str, port: int) -> Any:
