@@ -3,16 +3,17 @@ from __future__ import annotations
 import csv
 import gzip
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from canarino import models as m
-from canarino.errors import InvalidInput
+from canarino.errors import InvalidInput, NotFound
 from canarino.shares import ShareResult
 from canarino.testing import make_customers, make_dump, write_customers_csv
-from canarino.trace import get_trace_report, list_traces, run_trace
+from canarino.trace import Tick, exposed_people, get_trace_report, list_traces, run_trace
 from canarino.workspace import Workspace
 
 
@@ -166,3 +167,58 @@ def test_a_combo_list_exposes_credentials_without_keeping_the_passwords(
     assert report.customers_matched == 40
     assert report.scope.by_category.get("credentials") == 40
     assert "Hunter2" not in repr(get_trace_report(loaded, report.trace_id))
+
+
+def test_trace_reports_bytes_and_rows_as_it_reads(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Vendor A"].path, dump, fraction=1.0, seed=8, noise_rows=3000)
+    loaded.settings.max_line_bytes = 1 << 16  # 64 KiB blocks: several from a small file
+    ticks: list[Tick] = []
+    progress: list[tuple[int, int]] = []
+    report = run_trace(
+        loaded, dump, on_tick=ticks.append, progress=lambda d, t: progress.append((d, t))
+    )
+    assert len(ticks) == len(progress) > 2
+    assert [(t.bytes_done, t.bytes_total) for t in ticks] == progress
+    assert all(a.rows < b.rows and a.bytes_done <= b.bytes_done for a, b in pairwise(ticks))
+    assert ticks[-1].rows == report.rows_read
+    assert ticks[-1].bytes_done == ticks[-1].bytes_total == dump.stat().st_size
+
+
+def test_exposed_people_lists_each_person_with_fields_and_categories(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    with shared["Vendor A"].path.open(encoding="utf-8") as fp:
+        rows = list(csv.reader(fp))
+    header, body = rows[0], rows[1:]
+    keep = [header.index(h) for h in ("first_name", "email", "phone")]
+    dump = tmp_path / "dump.csv"
+    with dump.open("w", encoding="utf-8", newline="") as fp:
+        writer = csv.writer(fp)
+        writer.writerow(["nome", "email", "telefono"])
+        for i, row in enumerate(body[:60]):
+            cells = [row[k] for k in keep]
+            if i % 2:
+                cells[2] = ""  # half of them leaked without the phone
+            writer.writerow(cells)
+    report = run_trace(loaded, dump)
+    listed = list(exposed_people(loaded, report.trace_id))
+    assert len(listed) == report.customers_matched == report.scope.people
+    assert [p.customer_id for p in listed] == sorted(p.customer_id for p in listed)
+    assert {p.fields for p in listed} == {
+        ("first_name", "email", "phone"),
+        ("first_name", "email"),
+    }
+    assert all(p.categories == ("identity", "contact") for p in listed)
+    assert sum(report.scope.by_exposure.values()) == report.customers_matched
+    # Canaries are not people: none of the listed ids is a canary's.
+    with loaded.db.session() as s:
+        customers = set(s.scalars(select(m.Customer.id)))
+    assert {p.customer_id for p in listed} <= customers
+
+
+def test_exposed_people_of_an_unknown_trace_is_a_clear_error(loaded: Workspace) -> None:
+    with pytest.raises(NotFound):
+        list(exposed_people(loaded, 999))

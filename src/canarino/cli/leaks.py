@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from .. import sightings, trace
 from ..attribution import one_in
+from ..errors import InvalidInput
 from ..fields import label
 from ..sources import Limits, spool
 from .base import (
     JsonOpt,
     WorkspaceOpt,
     _print_json,
-    _progress,
     _workspace,
     app,
     err,
@@ -96,11 +111,11 @@ def trace_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Find who leaked a dump and whom it exposes; the result is stored."""
-    with _workspace(workspace) as ws, _progress("Tracing", json_mode=json_out) as tick:
+    with _workspace(workspace) as ws, _trace_progress(json_mode=json_out) as tick:
         limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns)
         spooled = spool(sys.stdin.buffer, limits) if str(dump) == "-" else None
         try:
-            report = trace.run_trace(ws, spooled or dump, progress=tick, password=password)
+            report = trace.run_trace(ws, spooled or dump, on_tick=tick, password=password)
         finally:
             if spooled is not None:
                 spooled.unlink(missing_ok=True)
@@ -112,13 +127,70 @@ def trace_cmd(
         err.print(f"[yellow]Not read:[/] {problem}", highlight=False)
 
 
+class _RowsPerSecond(ProgressColumn):
+    """Rows read per second, from the ``rows`` field of the task."""
+
+    def render(self, task: Task) -> Text:
+        """The current rate, or nothing before the first batch."""
+        rows = task.fields.get("rows", 0)
+        elapsed = task.elapsed or 0
+        rate = f"{rows / elapsed:,.0f} rows/s" if rows and elapsed > 0 else ""
+        return Text(f"{rows:,} rows {rate}".strip(), style="progress.data.speed")
+
+
+@contextmanager
+def _trace_progress(*, json_mode: bool) -> Iterator[Callable[[trace.Tick], None]]:
+    """A progress bar with bytes read, rows per second and time left, fed by ticks."""
+    if json_mode or not err.is_terminal:
+        yield lambda _tick: None
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        _RowsPerSecond(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("Tracing", total=None, rows=0)
+
+        def update(tick: trace.Tick) -> None:
+            bar.update(
+                task, completed=tick.bytes_done, total=tick.bytes_total or None, rows=tick.rows
+            )
+
+        yield update
+
+
 @app.command("traces")
 def traces_cmd(
     trace_id: Annotated[int | None, typer.Argument(help="Show this trace in full.")] = None,
+    people: Annotated[
+        bool,
+        typer.Option(
+            "--people",
+            help="With a trace id: list each exposed person (customer id, country, region, "
+            "exposed fields and data categories), one per line; JSON lines with --json.",
+        ),
+    ] = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List stored traces, or show one."""
+    if people:
+        if not trace_id:
+            raise InvalidInput(
+                "--people needs a trace id", hint="list the traces with: canarino traces"
+            )
+        with _workspace(workspace) as ws:
+            for person in trace.exposed_people(ws, trace_id):
+                if json_out:
+                    out.print(json.dumps(person.as_dict()), highlight=False, soft_wrap=True)
+                else:
+                    out.print(_person_line(person.as_dict()), highlight=False, soft_wrap=True)
+        return
     with _workspace(workspace) as ws:
         data: Any = trace.get_trace_report(ws, trace_id) if trace_id else trace.list_traces(ws)
     if json_out:
@@ -137,6 +209,18 @@ def traces_cmd(
                 t["top_suspect"] or "",
             )
         out.print(table)
+
+
+def _person_line(p: dict[str, Any]) -> str:
+    return "\t".join(
+        (
+            str(p["customer_id"]),
+            p["country"] or "??",
+            p["region"] or "?",
+            ",".join(p["fields"]),
+            ",".join(p["categories"]),
+        )
+    )
 
 
 def _render_attribution(suspects: list[dict[str, Any]], decision: dict[str, Any], top: int) -> None:
@@ -200,3 +284,10 @@ def _render_trace(r: dict[str, Any], *, top: int = 10) -> None:
         for country, count in scope["by_country"].items():
             places.add_row(country, f"{count:,}")
         out.print(fields_t, places)
+        # Older stored traces have no per-person breakdown.
+        if scope.get("by_exposure"):
+            sets = Table("exposed together", "people", title="What each person lost")
+            for names, count in list(scope["by_exposure"].items())[:top]:
+                sets.add_row(", ".join(label(n, "en") for n in names.split(",")), f"{count:,}")
+            out.print(sets)
+            out.print(f"Each person: canarino traces {r['trace_id']} --people", highlight=False)
