@@ -4,17 +4,20 @@ import dataclasses
 import smtplib
 import socket
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from canarino import models as m
 from canarino.errors import InvalidInput
-from canarino.inbound.smtp import SmtpListener, parse_listen, start_listener
+from canarino.inbound.smtp import SmtpListener, load_tls, parse_listen, start_listener
 from canarino.sightings import allow_sender, noise_counts, read_raw_message
 from canarino.workspace import Workspace
 
@@ -384,3 +387,63 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_refuses_bad_addresses(text: str) -> None:
     with pytest.raises(InvalidInput, match="HOST:PORT"):
         parse_listen(text)
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.canary-mail.it")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_starttls_is_offered_with_a_certificate_and_mail_still_becomes_sightings(
+    mailws: Workspace, tmp_path: Path, canaries: dict[str, list[dict[str, str]]]
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    to = canaries["Vendor A"][3]["email"]
+    before = _count(mailws, m.InboundMessage)
+    client_tls = ssl.create_default_context()
+    client_tls.check_hostname = False
+    client_tls.verify_mode = ssl.CERT_NONE
+    with (
+        start_listener(mailws, "127.0.0.1", 0, tls_context=load_tls(cert, key)) as lst,
+        smtplib.SMTP("127.0.0.1", lst.port) as client,
+    ):
+        client.ehlo()
+        assert client.has_extn("starttls")
+        client.starttls(context=client_tls)
+        client.ehlo()
+        client.sendmail("x@spam.example", [to], _phish(to))
+    assert _count(mailws, m.InboundMessage) == before + 1
+
+
+def test_load_tls_refuses_missing_or_mismatched_files(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    with pytest.raises(InvalidInput, match="no such file"):
+        load_tls(tmp_path / "nope.pem", key)
+    with pytest.raises(InvalidInput, match="not a PEM certificate"):
+        load_tls(key, cert)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,18 +40,26 @@ def listen(
     alerts: Annotated[
         bool, typer.Option(help="Raise alerts as soon as new evidence is stored.")
     ] = True,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: offer STARTTLS with it.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Receive mail for the canary domains in the foreground until Ctrl-C."""
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidInput("--tls-cert and --tls-key go together")
+    tls = smtp.load_tls(tls_cert, tls_key) if tls_cert and tls_key else None
     with _workspace(workspace) as ws:
         host, port = smtp.parse_listen(address or ws.settings.smtp_listen)
         callback = (lambda: _raise_alerts(ws)) if alerts else None
-        listener = smtp.start_listener(ws, host, port, on_sightings=callback)
+        listener = smtp.start_listener(ws, host, port, on_sightings=callback, tls_context=tls)
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         err.print(
             f"Listening for canary mail on {host}:{listener.port} for "
-            f"{', '.join(sorted(listener.domains)) or 'no domain'}; Ctrl-C stops."
+            f"{', '.join(sorted(listener.domains)) or 'no domain'}"
+            f"{' (STARTTLS offered)' if tls else ''}; Ctrl-C stops."
         )
         try:
             while not stop.wait(1.0):

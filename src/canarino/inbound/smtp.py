@@ -21,12 +21,14 @@ import asyncio
 import functools
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -55,6 +57,21 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise InvalidInput(f"{text!r} is not HOST:PORT", hint="e.g. 0.0.0.0:25 or 127.0.0.1:2525")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server TLS context for STARTTLS from a PEM certificate chain and its key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{exc.filename}: no such file") from None
+    except (ssl.SSLError, ValueError):
+        raise InvalidInput(
+            f"{cert} and {key} are not a PEM certificate and its private key",
+            hint="give the full chain and the unencrypted key, e.g. from your ACME client",
+        ) from None
+    return context
 
 
 class _Bucket:
@@ -153,8 +170,10 @@ class SmtpListener:
         *,
         on_sightings: Callable[[], None] | None = None,
         dnsfunc: DnsFunc | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         settings = ws.settings
+        self.tls = tls_context
         self.ws = ws
         self.host = host
         self.port = port
@@ -221,6 +240,7 @@ class SmtpListener:
             hostname=socket.gethostname(),
             ident="ESMTP",
             timeout=IDLE_TIMEOUT,
+            tls_context=self.tls,
             loop=self._loop,
         )
 
@@ -376,12 +396,17 @@ def start_listener(
     *,
     on_sightings: Callable[[], None] | None = None,
     dnsfunc: DnsFunc | None = None,
+    tls_context: ssl.SSLContext | None = None,
 ) -> SmtpListener:
     """Start the SMTP listener for ``ws`` on ``host:port`` (0: any free port) in a thread.
 
     ``on_sightings`` is called (on a worker thread) after new evidence was stored, e.g. to
-    raise alerts; ``dnsfunc`` replaces DNS for DKIM keys (tests). Stop it with ``.stop()``.
+    raise alerts; ``dnsfunc`` replaces DNS for DKIM keys (tests); ``tls_context`` (see
+    :func:`load_tls`) offers STARTTLS. Stop it with ``.stop()``.
     """
     # aiosmtpd logs every recipient at INFO: that would write canary addresses to logs.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    return SmtpListener(ws, host, port, on_sightings=on_sightings, dnsfunc=dnsfunc).start()
+    listener = SmtpListener(
+        ws, host, port, on_sightings=on_sightings, dnsfunc=dnsfunc, tls_context=tls_context
+    )
+    return listener.start()
