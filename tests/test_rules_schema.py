@@ -230,3 +230,149 @@ def test_every_packaged_unverified_item_says_what_to_check() -> None:
 def test_rule_file_model_exports_json_schema() -> None:
     schema = RuleFile.model_json_schema()
     assert "rules" in schema["properties"]
+
+
+US_STATES = [
+    "AL",
+    "AK",
+    "AZ",
+    "AR",
+    "CA",
+    "CO",
+    "CT",
+    "DE",
+    "DC",
+    "FL",
+    "GA",
+    "HI",
+    "ID",
+    "IL",
+    "IN",
+    "IA",
+    "KS",
+    "KY",
+    "LA",
+    "ME",
+    "MD",
+    "MA",
+    "MI",
+    "MN",
+    "MS",
+    "MO",
+    "MT",
+    "NE",
+    "NV",
+    "NH",
+    "NJ",
+    "NM",
+    "NY",
+    "NC",
+    "ND",
+    "OH",
+    "OK",
+    "OR",
+    "PA",
+    "PR",
+    "RI",
+    "SC",
+    "SD",
+    "TN",
+    "TX",
+    "UT",
+    "VT",
+    "VA",
+    "WA",
+    "WV",
+    "WI",
+    "WY",
+]
+EU_EEA = [
+    "AT",
+    "BE",
+    "BG",
+    "HR",
+    "CY",
+    "CZ",
+    "DK",
+    "EE",
+    "FI",
+    "FR",
+    "DE",
+    "GR",
+    "HU",
+    "IE",
+    "IT",
+    "LV",
+    "LT",
+    "LU",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SK",
+    "SI",
+    "ES",
+    "SE",
+    "IS",
+    "LI",
+    "NO",
+]
+
+
+def test_every_us_state_dc_and_puerto_rico_has_a_resident_notice_rule() -> None:
+    assert len(US_STATES) == 52
+    rules = load_rules()
+    individuals = {
+        loaded.jurisdiction
+        for loaded in rules.rules
+        if loaded.rule.recipient == "individuals" and loaded.jurisdiction.startswith("US-")
+    }
+    assert {f"US-{s}" for s in US_STATES} <= individuals
+
+
+def test_every_eu_and_eea_state_has_a_named_authority_with_a_web_site() -> None:
+    assert len(EU_EEA) == 30
+    members = load_rules().members["EU"]
+    for code in EU_EEA:
+        authority = members[code].authority
+        assert authority is not None and authority.name and authority.url.startswith("https://")
+
+
+def test_the_rest_of_the_world_required_by_the_issue_is_covered() -> None:
+    places = {loaded.jurisdiction for loaded in load_rules().rules}
+    assert {"CA", "CA-QC", "AU", "BR", "JP", "SG", "IN", "KR", "CN"} <= places
+
+
+def test_every_unverified_rule_says_what_to_check() -> None:
+    for loaded in load_rules().rules:
+        if loaded.rule.verification == "unverified":
+            assert len(loaded.rule.verification_note) > 20, loaded.rule.id
+
+
+@pytest.mark.parametrize(
+    ("code", "comparator", "value"),
+    [
+        ("US-CA", ">", 500),
+        ("US-DE", ">", 500),
+        ("US-IL", ">", 500),
+        ("US-WA", ">", 500),
+        ("US-CO", ">=", 500),
+        ("US-FL", ">=", 500),
+        ("US-TX", ">=", 250),
+        ("US-OR", ">", 250),
+        ("US-ND", ">", 250),
+        ("US-SD", ">", 250),
+    ],
+)
+def test_attorney_general_thresholds_keep_the_laws_exact_comparator(
+    code: str, comparator: str, value: int
+) -> None:
+    # Pitfall 9 of the research notes: ">500" and ">=500" are different laws.
+    found = {
+        (t.comparator, t.value)
+        for loaded in load_rules().rules
+        if loaded.jurisdiction == code and loaded.rule.recipient == "authority"
+        for t in loaded.rule.thresholds
+    }
+    assert (comparator, value) in found
