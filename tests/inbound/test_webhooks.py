@@ -127,8 +127,11 @@ TWILIO_PARAMS = [
 ]
 
 
-def test_twilio_signature_matches_the_documented_example() -> None:
+def test_twilio_signature_matches_the_documented_examples() -> None:
     assert twilio_signature(b"12345", TWILIO_URL, TWILIO_PARAMS) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    # The example of Twilio's PHP library documentation (other caller numbers).
+    php = [(k, v.replace("+12349013030", "+14158675309")) for k, v in TWILIO_PARAMS]
+    assert twilio_signature(b"12345", TWILIO_URL, php) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
     # Order of the posted parameters does not matter: they are sorted by name.
     shuffled = list(reversed(TWILIO_PARAMS))
     verify_twilio(b"12345", "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", [TWILIO_URL], shuffled)
