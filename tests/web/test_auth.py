@@ -12,6 +12,7 @@ from canarino import models as m
 from canarino import users
 from canarino.web.app import create_app
 from canarino.web.auth import CSRF_HEADER, SESSION_COOKIE
+from canarino.web.signin import SignInGuard
 from canarino.web.testing import PASSWORDS, WebFixture, iter_routes
 
 from .conftest import csrf_of, new_client, sign_in
@@ -252,3 +253,29 @@ def test_security_headers_are_on_every_response(anon: object) -> None:
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"
+
+
+def test_repeated_failures_make_the_name_wait_even_with_the_right_password(
+    web: WebFixture,
+) -> None:
+    client = new_client(create_app(web.ws))
+    for _ in range(5):
+        assert sign_in(client, "analyst", "wrong password guess").status_code == 401
+    blocked = sign_in(client, "analyst", PASSWORDS["analyst"])
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 60
+    assert SESSION_COOKIE not in client.cookies
+    assert sign_in(client, "viewer", PASSWORDS["viewer"]).status_code == 303
+
+
+def test_sign_in_guard_forgets_after_the_window() -> None:
+
+    guard = SignInGuard(per_user=2, per_address=3, window=60)
+    guard.failed("a", "10.0.0.1", now=0)
+    guard.failed("a", "10.0.0.1", now=1)
+    assert guard.wait("A", "10.0.0.9", now=2) == 58
+    assert guard.wait("b", "10.0.0.1", now=2) is None
+    guard.failed("c", "10.0.0.1", now=3)
+    assert guard.wait("b", "10.0.0.1", now=4) is not None  # the address is over its limit
+    assert guard.wait("a", "10.0.0.2", now=61.5) is None
+    guard.succeeded("a")
+    assert guard.wait("a", "10.0.0.2", now=5) is None

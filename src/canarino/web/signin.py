@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+import time
+from collections import deque
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -24,6 +27,71 @@ from .auth import (
 from .render import render
 
 router = APIRouter(include_in_schema=False)
+WINDOW = 900.0
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDRESS = 20
+
+
+class SignInGuard:
+    """Slows password guessing: too many recent failures for a name or an address wait.
+
+    Only failures count, in a sliding window, in memory; a success clears the name.
+    """
+
+    def __init__(
+        self,
+        per_user: int = MAX_FAILURES_PER_USER,
+        per_address: int = MAX_FAILURES_PER_ADDRESS,
+        window: float = WINDOW,
+    ) -> None:
+        self.per_user, self.per_address, self.window = per_user, per_address, window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def wait(self, username: str, address: str, now: float | None = None) -> float | None:
+        """Seconds to wait before another attempt, or ``None`` if one may be made now."""
+        at = time.monotonic() if now is None else now
+        with self._lock:
+            waits = [
+                times[0] + self.window - at
+                for key, limit in (
+                    (f"u:{username.lower()}", self.per_user),
+                    (f"a:{address}", self.per_address),
+                )
+                if len(times := self._recent(key, at)) >= limit
+            ]
+        return max(1.0, *waits) if waits else None
+
+    def failed(self, username: str, address: str, now: float | None = None) -> None:
+        """Count a failed attempt."""
+        at = time.monotonic() if now is None else now
+        with self._lock:
+            if len(self._failures) > 100_000:
+                self._failures = {
+                    k: v for k, v in self._failures.items() if v and v[-1] > at - self.window
+                }
+            for key in (f"u:{username.lower()}", f"a:{address}"):
+                self._recent(key, at).append(at)
+
+    def succeeded(self, username: str) -> None:
+        """Forget a name's failures once its owner got in."""
+        with self._lock:
+            self._failures.pop(f"u:{username.lower()}", None)
+
+
+def guard_of(request: Request) -> SignInGuard:
+    """The app's guard, made on first use."""
+    state = request.app.state
+    if not hasattr(state, "signin_guard"):
+        state.signin_guard = SignInGuard()
+    guard: SignInGuard = state.signin_guard
+    return guard
 
 
 def safe_next(target: str | None) -> str:
@@ -78,13 +146,29 @@ def signin(
             "this form has expired or did not come from this site",
             hint="reload the sign-in page and try again",
         )
+    guard, address = guard_of(request), client_address(request) or "unknown"
+    retry = guard.wait(username, address)
+    if retry is not None:
+        audit.record(
+            ws,
+            username[:100],
+            "sign_in_failed",
+            "session",
+            detail={"throttled": True},
+            address=address,
+        )
+        response = _form(
+            request, "too many failed sign-ins; wait a few minutes and try again", status=429
+        )
+        response.headers["Retry-After"] = str(int(retry) + 1)
+        return response
     try:
         user = users.authenticate(ws, username, password)
     except PermissionDenied as exc:
-        audit.record(
-            ws, username[:100], "sign_in_failed", "session", address=client_address(request)
-        )
+        guard.failed(username, address)
+        audit.record(ws, username[:100], "sign_in_failed", "session", address=address)
         return _form(request, str(exc), status=401)
+    guard.succeeded(username)
     cookie, _ = users.start_session(ws, user, replaces=request.cookies.get(SESSION_COOKIE))
     audit.record(ws, user.username, "sign_in", "session", address=client_address(request))
     response = RedirectResponse(safe_next(next), status_code=303)
