@@ -316,7 +316,7 @@ def sink(loaded: Workspace) -> object:
 def test_worker_writes_only_to_the_address_held_for_the_customer(
     loaded: Workspace, sink: SmtpSink, people: list[dict[str, str]]
 ) -> None:
-    mailer = PublicMailer(loaded)
+    mailer = PublicMailer(loaded, delay=(0, 0))
     found = lookup_contact(loaded, people[5]["phone"])
     mailer.submit(check_job(found, "en"))
     mailer.submit(check_job(lookup_contact(loaded, "stranger@example.org"), "en"))
@@ -334,7 +334,7 @@ def test_worker_writes_only_to_the_address_held_for_the_customer(
 def test_worker_writes_at_most_three_times_an_hour_to_one_address(
     loaded: Workspace, sink: SmtpSink, people: list[dict[str, str]]
 ) -> None:
-    mailer = PublicMailer(loaded)
+    mailer = PublicMailer(loaded, delay=(0, 0))
     found = lookup_contact(loaded, people[1]["email"])
     for _ in range(6):
         mailer.submit(check_job(found, "it"))
@@ -346,7 +346,7 @@ def test_worker_survives_a_relay_that_is_down_and_says_so_without_addresses(
     loaded: Workspace, people: list[dict[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     loaded.settings = loaded.settings.model_copy(update={"smtp_relay": "127.0.0.1:9"})
-    mailer = PublicMailer(loaded)
+    mailer = PublicMailer(loaded, delay=(0, 0))
     mailer.submit(check_job(lookup_contact(loaded, people[2]["email"]), "en"))
     assert mailer.wait_idle()
     assert mailer.stats.failed == 1
@@ -362,7 +362,7 @@ def test_worker_outlives_a_failing_job(loaded: Workspace, sink: SmtpSink) -> Non
     def broken(*args: object) -> selfcheck.Mail:
         raise RuntimeError("boom")
 
-    mailer = PublicMailer(loaded)
+    mailer = PublicMailer(loaded, delay=(0, 0))
     mailer.submit(MailJob((1,), "en", broken))
     mailer.submit(check_job(lookup_contact(loaded, load_customers(loaded, [2])[2]["email"]), "en"))
     assert mailer.wait_idle()

@@ -36,6 +36,7 @@ from email.utils import formatdate, make_msgid
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from . import models as m
 from .customers import load_customers
@@ -273,7 +274,17 @@ def read_link(ws: Workspace, token: str, *, now: datetime | None = None) -> Link
     if expires <= (now or datetime.now(UTC)):
         raise LinkError(_EXPIRED, hint=_ASK_AGAIN)
     target = "selfcheck-link:" + hashlib.sha256(token.encode()).hexdigest()[:40]
+    with ws.db.session() as s:
+        if _opened(s, target):
+            raise LinkError(_EXPIRED, hint=_ASK_AGAIN)
     return Link(ids, language if language in LANGUAGES else "en", expires, target)
+
+
+def _opened(s: Session, target: str) -> bool:
+    found = s.scalar(
+        select(func.count()).select_from(m.AuditEvent).where(m.AuditEvent.target == target)
+    )
+    return bool(found)
 
 
 _consume_lock = threading.Lock()
@@ -285,10 +296,7 @@ def consume_link(ws: Workspace, token: str, *, now: datetime | None = None) -> L
     # The audit entry is also the single-use marker; the lock keeps two threads of one
     # process from both passing the check (SQLite serialises writers across processes).
     with _consume_lock, ws.db.session() as s:
-        used = s.scalar(
-            select(func.count()).select_from(m.AuditEvent).where(m.AuditEvent.target == link.target)
-        )
-        if used:
+        if _opened(s, link.target):
             raise LinkError(_EXPIRED, hint=_ASK_AGAIN)
         s.add(
             m.AuditEvent(
@@ -478,14 +486,17 @@ class PublicMailer:
     Requests only :meth:`submit` a job; the worker opens the customers' sealed records,
     writes to each distinct e-mail address held for them (at most ``per_address`` messages
     per address per hour, so nobody can flood a customer's mailbox) and forgets the job.
-    A job lost in a restart costs a visitor one more request; the page says to ask again.
+    Each job waits a random 0.5–3 s before it runs, so its work never lands on the
+    response of the request that queued it. A job lost in a restart costs a visitor one
+    more request; the page says to ask again.
     """
 
     ws: Workspace
     per_address: int = 3
     max_queue: int = 10_000
+    delay: tuple[float, float] = (0.5, 3.0)
     stats: MailerStats = field(default_factory=MailerStats)
-    _queue: queue.Queue[MailJob | None] = field(init=False)
+    _queue: queue.Queue[tuple[float, MailJob] | None] = field(init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _limits: RateLimiter = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -504,10 +515,16 @@ class PublicMailer:
                 self._thread.start()
 
     def submit(self, job: MailJob) -> None:
-        """Queue a job; the same cost whether it has work in it or not."""
+        """Queue a job; the same cost whether it has work in it or not.
+
+        The job waits a random ``delay`` first: work done right after a request would slow
+        that request's own response, and an attacker could time the difference.
+        """
         self.start()
+        low, high = self.delay
+        wait = low + (high - low) * secrets.randbelow(1_000_001) / 1_000_000
         try:
-            self._queue.put_nowait(job)
+            self._queue.put_nowait((time.monotonic() + wait, job))
         except queue.Full:
             log.warning("public mailer queue full: a request was dropped")
 
@@ -531,10 +548,14 @@ class PublicMailer:
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            item = self._queue.get()
             try:
-                if job is None:
+                if item is None:
                     return
+                not_before, job = item
+                pause = not_before - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
                 self.stats.jobs += 1
                 if job.customer_ids and job.compose is not None:
                     self._deliver(job)
