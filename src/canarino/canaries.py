@@ -2,14 +2,23 @@
 
 Pure generation: no storage. Randomness comes from the caller's ``random.Random``; the
 service modules pass ``secrets.SystemRandom()`` so canary choices cannot be predicted.
+
+A :class:`Profile` of the real rows of a share lets every canary field follow the real
+distribution: countries and places, first names by birth decade, surnames by region,
+birth years, the way e-mail local parts are built, the casing of names, missing fields
+and the ranges of customer numbers. Contact points are the exception: they must be ones
+the company watches, so e-mail domains and phone numbers come from the monitored lists,
+spread so that each domain and number range stays rare.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from datetime import date, timedelta
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from functools import cache
 from random import Random  # noqa: TID251 - only the type; callers pass SystemRandom
 
@@ -22,6 +31,22 @@ _DATE_FORMATS = (
     (re.compile(r"^\d{2}/\d{2}/\d{4}$"), "%d/%m/%Y"),
     (re.compile(r"^\d{2}\.\d{2}\.\d{4}$"), "%d.%m.%Y"),
     (re.compile(r"^\d{2}-\d{2}-\d{4}$"), "%d-%m-%Y"),
+)
+_SEQUENCE = re.compile(r"^(\D*?)(\d+)$")
+# Fields a canary draws itself; every other field of the template is mimicked.
+_DRAWN = frozenset(
+    {"first_name", "last_name", "full_name", "email", "phone", "address", "city", "postcode"}
+)
+_COPIED = ("country", "region", "language")
+# Local-part recipes used when the real rows give none: f first name, l last name,
+# i initial, nK that many digits.
+_DEFAULT_PATTERNS: tuple[tuple[str, ...], ...] = (
+    ("f", ".", "l"),
+    ("f", "l"),
+    ("i", ".", "l"),
+    ("f", "_", "l"),
+    ("l", ".", "f"),
+    ("f", ".", "l", "n2"),
 )
 
 
@@ -51,7 +76,8 @@ def locale_for(country: str | None, language: str | None) -> str:
     return "en_US"
 
 
-def _ascii(text: str) -> str:
+def ascii_fold(text: str) -> str:
+    """Lower-case ASCII letters and digits of ``text``, accents dropped: ``Niccolò`` → ``niccolo``."""
     text = unicodedata.normalize("NFKD", text)
     return re.sub(
         r"[^a-z0-9]", "", "".join(c for c in text if not unicodedata.combining(c)).lower()
@@ -63,15 +89,239 @@ def mimic(value: str, rng: Random) -> str:
     return "".join(str(rng.randrange(10)) if c.isdigit() else c for c in value)
 
 
-class CanaryFactory:
-    """Makes canaries on the workspace's monitored mail domains and phone ranges."""
+def email_pattern(local: str, first: str, last: str, year: int | None) -> tuple[str, ...]:
+    """How a local part is built from its owner's name and birth year.
 
-    def __init__(self, mail_domains: list[str], phone_ranges: list[str], rng: Random) -> None:
+    >>> email_pattern("mario.rossi80", "Mario", "Rossi", 1980)
+    ('f', '.', 'l', 'yy')
+
+    Tokens: ``f``/``l`` first/last name, ``i`` first initial, ``yy``/``yyyy`` birth year,
+    ``nK`` K other digits, ``w`` a word that is not the name, separators as themselves.
+    """
+    words = [("f", ascii_fold(first)), ("l", ascii_fold(last))]
+    if year:
+        words += [("yyyy", str(year)), ("yy", f"{year % 100:02d}")]
+    words = [(t, w) for t, w in words if w]
+    memo: dict[int, tuple[str, ...] | None] = {}
+
+    def parse(i: int) -> tuple[str, ...] | None:
+        if i == len(local):
+            return ()
+        if i in memo:
+            return memo[i]
+        found: tuple[str, ...] | None = None
+        for token, text in words:
+            if local.startswith(text, i) and (rest := parse(i + len(text))) is not None:
+                found = (token, *rest)
+                break
+        if found is None:
+            ch = local[i]
+            if ch in "._-" and (rest := parse(i + 1)) is not None:
+                found = (ch, *rest)
+            elif ch.isdigit():
+                end = i
+                while end < len(local) and local[end].isdigit():
+                    end += 1
+                if (rest := parse(end)) is not None:
+                    found = (f"n{end - i}", *rest)
+            elif (
+                words
+                and words[0][0] == "f"
+                and ch == words[0][1][0]
+                and (rest := parse(i + 1)) is not None
+                and rest[:1] in ((".",), ("l",), ("_",))
+            ):
+                found = ("i", *rest)
+        memo[i] = found
+        return found
+
+    parsed = parse(0)
+    if parsed is not None:
+        return parsed
+    # Not built from the name: keep its rhythm of words, digits and separators.
+    return tuple(
+        "w" if run[0].isalpha() else (f"n{len(run)}" if run[0].isdigit() else run)
+        for run in re.findall(r"[a-z]+|\d+|[^a-z\d]", local)
+    )
+
+
+def render_local(
+    pattern: Iterable[str], first: str, last: str, year: int, word: str, rng: Random
+) -> str:
+    """Build a local part from an :func:`email_pattern` recipe for another person."""
+    f, ln = ascii_fold(first) or "m", ascii_fold(last) or "rossi"
+    parts = []
+    for token in pattern:
+        if token == "f":
+            parts.append(f)
+        elif token == "l":
+            parts.append(ln)
+        elif token == "i":
+            parts.append(f[0])
+        elif token == "yy":
+            parts.append(f"{year % 100:02d}")
+        elif token == "yyyy":
+            parts.append(str(year))
+        elif token == "w":
+            parts.append(word)
+        elif token[:1] == "n" and token[1:].isdigit():
+            k = min(int(token[1:]), 8)
+            parts.append(str(rng.randrange(10 ** (k - 1) if k > 1 else 0, 10**k)))
+        else:
+            parts.append(token)
+    local = "".join(parts)
+    if not local or local[0] in "._-" or local[-1] in "._-" or ".." in local:
+        return f"{f}.{ln}"
+    return local
+
+
+def _year(value: str) -> int | None:
+    for pattern, fmt in _DATE_FORMATS:
+        if pattern.match(value.strip()):
+            try:
+                return datetime.strptime(value.strip(), fmt).year
+            except ValueError:
+                return None
+    return None
+
+
+def _casing(first: str, last: str) -> str:
+    text = f"{first}{last}"
+    if text.isupper():
+        return "upper"
+    if text.islower():
+        return "lower"
+    return "title"
+
+
+@dataclass
+class _Sequence:
+    prefix: str
+    width: int
+    low: int
+    high: int
+    taken: set[int]
+
+
+@dataclass
+class Profile:
+    """What canaries copy from the real rows of a share (frequencies, formats, places).
+
+    Built once per share from the real rows; holds references to them, nothing else.
+    """
+
+    rows: dict[str | None, list[Mapping[str, str]]] = field(default_factory=dict)
+    first_names: dict[tuple[str | None, int | None], list[str]] = field(default_factory=dict)
+    last_names: dict[tuple[str | None, str | None], list[str]] = field(default_factory=dict)
+    # Good-Turing: the chance that the next name is one the rows have not shown yet.
+    new_first: dict[str | None, float] = field(default_factory=dict)
+    new_last: dict[str | None, float] = field(default_factory=dict)
+    domains: Counter[str] = field(default_factory=Counter)
+    sequences: dict[str, _Sequence] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Mapping[str, str]]) -> Profile:
+        """Learn the distributions of ``rows`` (canonical-field dicts)."""
+        profile = cls()
+        shapes: dict[str, Counter[tuple[str, int]]] = defaultdict(Counter)
+        numbers: dict[str, dict[tuple[str, int], list[int]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        seen: Counter[str] = Counter()
+        for row in rows:
+            country = row.get("country") or None
+            profile.rows.setdefault(country, []).append(row)
+            first, last = row.get("first_name", ""), row.get("last_name", "")
+            if first and last and _casing(first, last) == "title":
+                year = _year(row.get("birth_date", ""))
+                decade = year // 10 if year else None
+                profile.first_names.setdefault((country, decade), []).append(first)
+                profile.first_names.setdefault((country, None), []).append(first)
+                region = row.get("region") or None
+                profile.last_names.setdefault((country, region), []).append(last)
+                profile.last_names.setdefault((country, None), []).append(last)
+            email = row.get("email", "")
+            if "@" in email:
+                profile.domains[email.rsplit("@", 1)[1].lower()] += 1
+            for name, value in row.items():
+                if name in _DRAWN or name in _COPIED or name == "birth_date" or not value:
+                    continue
+                seen[name] += 1
+                match = _SEQUENCE.match(value)
+                if match:
+                    key = (match.group(1), len(match.group(2)))
+                    shapes[name][key] += 1
+                    numbers[name][key].append(int(match.group(2)))
+        for (country, decade), names in list(profile.first_names.items()):
+            if decade is None:
+                profile.new_first[country] = _unseen(names)
+        for (country, region), names in list(profile.last_names.items()):
+            if region is None:
+                profile.new_last[country] = _unseen(names)
+        for name, counter in shapes.items():
+            (key, count), *_ = counter.most_common(1)
+            if count >= 20 and count >= 0.9 * seen[name]:
+                values = numbers[name][key]
+                profile.sequences[name] = _Sequence(
+                    key[0], key[1], min(values), max(values), set(values)
+                )
+        return profile
+
+    def donor(self, country: str | None, rng: Random, need: str = "") -> Mapping[str, str] | None:
+        """A random real row of ``country`` (any country if none), with field ``need``."""
+        pool = self.rows.get(country) or [r for rows in self.rows.values() for r in rows]
+        for _ in range(20 if pool else 0):
+            row = rng.choice(pool)
+            if not need or row.get(need):
+                return row
+        return None
+
+    def sequence_value(self, name: str, rng: Random) -> str | None:
+        """An unused number in the range a sequence field's real values use."""
+        seq = self.sequences.get(name)
+        if seq is None:
+            return None
+        for _ in range(100):
+            number = rng.randint(seq.low, seq.high)
+            if number not in seq.taken:
+                break
+        else:
+            number = seq.high = seq.high + 1
+        seq.taken.add(number)
+        return f"{seq.prefix}{number:0{seq.width}d}"
+
+
+def _unseen(names: list[str]) -> float:
+    counts = Counter(names)
+    return sum(1 for c in counts.values() if c == 1) / max(1, len(names))
+
+
+class CanaryFactory:
+    """Makes canaries on the workspace's monitored mail domains and phone ranges.
+
+    With a :class:`Profile` every canary follows the real rows' distribution; each
+    domain and range is used as little as possible, so none becomes frequent.
+    """
+
+    def __init__(
+        self,
+        mail_domains: list[str],
+        phone_ranges: list[str],
+        rng: Random,
+        profile: Profile | None = None,
+    ) -> None:
         if not mail_domains:
             raise ValueError("canaries need at least one monitored mail domain")
         self.mail_domains = mail_domains
         self.phone_ranges = phone_ranges
         self.rng = rng
+        self.profile = profile or Profile()
+        # Monitored domains real customers also use (a company's own consumer domain) are
+        # given to canaries whose donor uses them; the others spread the rest.
+        self._lookalike = [d for d in mail_domains if d not in self.profile.domains] or list(
+            mail_domains
+        )
+        self._uses: Counter[str] = Counter()
 
     def make(
         self, template: dict[str, str], country: str | None, language: str | None
@@ -80,47 +330,107 @@ class CanaryFactory:
         locale = locale_for(country, language)
         fake = _faker(locale)
         fake.seed_instance(self.rng.getrandbits(64))
-        first, last = fake.first_name(), fake.last_name()
+        profile, rng = self.profile, self.rng
+        birth_donor = profile.donor(country, rng, need="birth_date")
+        year = _year(birth_donor["birth_date"]) if birth_donor else None
+        year = year or date.today().year - rng.randrange(18, 90)
+        first, last = self._name(country, template.get("region") or None, year, fake)
+        casing = (
+            _casing(template["first_name"], template.get("last_name", ""))
+            if template.get("first_name")
+            else "title"
+        )
+        if casing == "upper":
+            first, last = first.upper(), last.upper()
+        elif casing == "lower":
+            first, last = first.lower(), last.lower()
         fields: dict[str, str] = {
             "first_name": first,
             "last_name": last,
             "full_name": f"{first} {last}",
-            "email": self._email(first, last),
             "address": fake.street_address(),
-            "city": fake.city(),
-            "postcode": fake.postcode(),
+            "city": template.get("city") or fake.city(),
+            "postcode": template.get("postcode") or fake.postcode(),
         }
-        phone = self._phone(country)
+        phone = None
+        if template.get("phone") or not profile.rows:
+            phone = self._phone(country, template.get("phone", ""))
         if phone:
             fields["phone"] = phone
-        for name in ("country", "region", "language"):
+        if template.get("email") or not phone or not profile.rows:
+            fields["email"] = self._email(country, first, last, year, fake)
+        for name in _COPIED:
             if template.get(name):
                 fields[name] = template[name]
         for name, value in template.items():
-            if name in fields or not value:
+            if name in fields or name in _DRAWN or not value:
                 continue
             if name == "birth_date":
-                fields[name] = self._birth_date(value)
+                fields[name] = self._birth_date(value, year)
             else:
-                fields[name] = mimic(value, self.rng)
+                fields[name] = profile.sequence_value(name, rng) or mimic(value, rng)
         return CanaryIdentity(locale, country, fields)
 
-    def _email(self, first: str, last: str) -> str:
-        f, ln = _ascii(first) or "m", _ascii(last) or "rossi"
-        pattern = self.rng.choice(
-            (f"{f}.{ln}", f"{f}{ln}", f"{f[0]}.{ln}", f"{f}_{ln}", f"{ln}.{f}", f"{f}.{ln}")
+    def _name(
+        self, country: str | None, region: str | None, year: int, fake: Faker
+    ) -> tuple[str, str]:
+        profile, rng = self.profile, self.rng
+        firsts = profile.first_names.get((country, year // 10)) or profile.first_names.get(
+            (country, None)
         )
-        if self.rng.random() < 0.35:
-            pattern += str(self.rng.randrange(1, 99))
-        return f"{pattern}@{self.rng.choice(self.mail_domains)}"
+        if not firsts or rng.random() < profile.new_first.get(country, 1.0):
+            first = fake.first_name()
+        else:
+            first = rng.choice(firsts)
+        lasts = profile.last_names.get((country, region), [])
+        if len(lasts) < 30:
+            lasts = profile.last_names.get((country, None), [])
+        if not lasts or rng.random() < profile.new_last.get(country, 1.0):
+            last = fake.last_name()
+        else:
+            last = rng.choice(lasts)
+        return first, last
 
-    def _phone(self, country: str | None) -> str | None:
+    def _least_used(self, candidates: list[str]) -> str:
+        low = min(self._uses[c] for c in candidates)
+        choice = self.rng.choice([c for c in candidates if self._uses[c] == low])
+        self._uses[choice] += 1
+        return choice
+
+    def _email(self, country: str | None, first: str, last: str, year: int, fake: Faker) -> str:
+        donor = self.profile.donor(country, self.rng, need="email")
+        domain = None
+        if donor is not None:
+            local, _, donor_domain = donor["email"].lower().rpartition("@")
+            pattern = email_pattern(
+                local,
+                donor.get("first_name", ""),
+                donor.get("last_name", ""),
+                _year(donor.get("birth_date", "")),
+            )
+            if donor_domain in self.mail_domains:
+                domain = donor_domain
+        else:
+            pattern = self.rng.choice(_DEFAULT_PATTERNS)
+        word = ascii_fold(fake.user_name()).rstrip("0123456789") or "info"
+        local = render_local(pattern, first, last, year, word, self.rng)
+        return f"{local}@{domain or self._least_used(self._lookalike)}"
+
+    def _phone(self, country: str | None, like: str) -> str | None:
         if not self.phone_ranges:
             return None
         local = [
             p for p in self.phone_ranges if _region_of_prefix(p) == country
         ] or self.phone_ranges
-        prefix = self.rng.choice(local)
+        if like:
+            # Prefer ranges of the same operator or area code as the real number.
+            try:
+                nsn = phonenumbers.national_significant_number(phonenumbers.parse(like))
+            except phonenumbers.NumberParseException:
+                nsn = ""
+            same = [p for p in local if nsn and _national(p)[:3] == nsn[: len(_national(p)[:3])]]
+            local = same or local
+        prefix = self._least_used(local)
         region = _region_of_prefix(prefix)
         code = str(phonenumbers.country_code_for_region(region)) if region else ""
         length = _national_length(region) if region else 10
@@ -134,9 +444,8 @@ class CanaryFactory:
                 return candidate
         return candidate
 
-    def _birth_date(self, template: str) -> str:
-        age_days = self.rng.randrange(18 * 365, 90 * 365)
-        born = date.today() - timedelta(days=age_days)
+    def _birth_date(self, template: str, year: int) -> str:
+        born = date(year, 1, 1) + timedelta(days=self.rng.randrange(365))
         for pattern, fmt in _DATE_FORMATS:
             if pattern.match(template.strip()):
                 return born.strftime(fmt)
@@ -151,6 +460,13 @@ def _region_of_prefix(prefix: str) -> str | None:
         if region != "ZZ":
             return region
     return None
+
+
+@cache
+def _national(prefix: str) -> str:
+    region = _region_of_prefix(prefix)
+    code = str(phonenumbers.country_code_for_region(region)) if region else ""
+    return prefix.lstrip("+")[len(code) :]
 
 
 @cache

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from . import models as m
 from . import store
-from .canaries import CanaryFactory, CanaryIdentity
+from .canaries import CanaryFactory, CanaryIdentity, Profile
 from .customers import CUSTOMER_CONTEXT
 from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput
-from .fields import parse_field_list
+from .fields import FIELD_NAMES, parse_field_list
 from .workspace import Workspace
 
 CANARY_CONTEXT = "canary"
@@ -106,7 +106,6 @@ def create_share(
     if not names:
         raise InvalidInput("--fields needs at least one field")
     rng = rng or secrets.SystemRandom()
-    factory = CanaryFactory(ws.settings.mail_domains, ws.settings.phone_ranges, rng)
     if "phone" in names and not ws.settings.phone_ranges:
         raise InvalidInput(
             "this share exports phone numbers but the workspace has no monitored phone range",
@@ -121,20 +120,10 @@ def create_share(
         if not real:
             raise InvalidInput("no customer matches --customers; nothing to share")
         design = design_for(ws, s)
-
-        def make(n: int) -> list[CanaryIdentity]:
-            out = []
-            for _ in range(n):
-                template = rng.choice(real)[1]
-                out.append(
-                    factory.make(template, template.get("country"), template.get("language"))
-                )
-            return out
-
+        make = _canary_maker(ws, real, rng)
         exclusive_layer = design.layer("exclusive")
         assert exclusive_layer is not None
-        cap = math.floor(len(real) * ws.settings.canary_max_fraction)
-        count = max(ws.settings.canary_min, min(exclusive_layer.per_share, cap))
+        count = _exclusive_count(ws, len(real), exclusive_layer.per_share)
         exclusive = make(count)
         exclusive_ids = _insert_canaries(ws, s, exclusive, "exclusive", 0.0, make)
         chosen: list[tuple[int, dict[str, str]]] = list(
@@ -176,6 +165,116 @@ def create_share(
             out,
             digest,
             detection_limit(count, ws.settings.canary_miss, exclusive_layer.hits_needed),
+        )
+
+
+def _canary_maker(
+    ws: Workspace, real: list[tuple[int, dict[str, str]]], rng: Random
+) -> Callable[[int], list[CanaryIdentity]]:
+    """Draw canaries that follow the distribution of ``real``, the share's customers.
+
+    Each canary starts from a random real row (country, place, which fields are empty)
+    and the :class:`~canarino.canaries.Profile` of all of them for the rest.
+    """
+    factory = CanaryFactory(
+        ws.settings.mail_domains,
+        ws.settings.phone_ranges,
+        rng,
+        Profile.from_rows(rec for _, rec in real),
+    )
+
+    def make(n: int) -> list[CanaryIdentity]:
+        made = []
+        for _ in range(n):
+            template = rng.choice(real)[1]
+            made.append(factory.make(template, template.get("country"), template.get("language")))
+        return made
+
+    return make
+
+
+def _exclusive_count(ws: Workspace, rows: int, per_share: int) -> int:
+    cap = math.floor(rows * ws.settings.canary_max_fraction)
+    return max(ws.settings.canary_min, min(per_share, cap))
+
+
+def create_honey_share(
+    ws: Workspace,
+    recipient: str,
+    out: Path,
+    *,
+    count: int | None = None,
+    fields: list[str] | str | None = None,
+    customer_filter: str = "",
+    rng: Random | None = None,
+) -> ShareResult:
+    """Write honey records for a live system (CRM, helpdesk) and record them as a share.
+
+    The file holds only canaries, drawn like a share's and shaped like a customers file
+    (canonical headers, the fields the customers have), for import into ``recipient``:
+    a system that already holds the customers matched by ``customer_filter``, which the
+    share records as held. ``count`` defaults to the exclusive layer's size for them.
+    """
+    if count is not None and count < 1:
+        raise InvalidInput("--count must be at least 1")
+    rng = rng or secrets.SystemRandom()
+    with ws.db.session() as s:
+        who = store.get_recipient(s, recipient)
+        real: list[tuple[int, dict[str, str]]] = [
+            (cid, ws.vault.open(sealed, context=CUSTOMER_CONTEXT))
+            for cid, sealed in s.execute(_select_customers(customer_filter))
+        ]
+        if not real:
+            raise InvalidInput(
+                "no customer matches --customers; honey records copy the customers' shape",
+                hint="import customers first, or widen --customers",
+            )
+        if isinstance(fields, str):
+            names = parse_field_list(fields)
+        else:
+            present = {k for _, rec in real for k in rec}
+            names = list(fields) if fields else [f for f in FIELD_NAMES if f in present]
+        if not names:
+            raise InvalidInput("--fields needs at least one field")
+        if "phone" in names and not ws.settings.phone_ranges:
+            names.remove("phone")
+        exclusive_layer = design_for(ws, s).layer("exclusive")
+        assert exclusive_layer is not None
+        if count is None:
+            count = _exclusive_count(ws, len(real), exclusive_layer.per_share)
+        make = _canary_maker(ws, real, rng)
+        honey = make(count)
+        ids = _insert_canaries(ws, s, honey, "exclusive", 0.0, make)
+        rows = [[c.fields.get(f, "") for f in names] for c in honey]
+        rng.shuffle(rows)
+        tmp, digest = _write_csv(out, names, rows)
+        try:
+            share = m.Share(
+                recipient_id=who.id,
+                fields=names,
+                customer_filter=customer_filter,
+                customer_count=len(real),
+                canary_count=len(ids),
+                export_sha256=digest,
+            )
+            s.add(share)
+            s.flush()
+            _record(s, share.id, [cid for cid, _ in real], ids)
+            s.flush()
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return ShareResult(
+            share.id,
+            who.name,
+            share.created_at,
+            len(real),
+            len(ids),
+            names,
+            out,
+            digest,
+            detection_limit(len(ids), ws.settings.canary_miss, exclusive_layer.hits_needed),
         )
 
 
