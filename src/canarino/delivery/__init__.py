@@ -16,10 +16,18 @@ letter; people with neither an e-mail nor a postal address get a ``none`` row in
 The package splits the work by meaning: :mod:`.outbox` (states, rows, problems),
 :mod:`.prepare` (render and seal), :mod:`.send` (workers and journal) over
 :mod:`.smtp` (one relay session), :mod:`.routing` (providers and their pace) and
-:mod:`.dkim`, :mod:`.resolve` (notices in doubt), :mod:`.bounces` and :mod:`.letters`.
+:mod:`.dkim`, :mod:`.resolve` (notices in doubt), :mod:`.bounces`, :mod:`.letters`, and
+:mod:`.authority` (authority reports exported or e-mailed the same way, recorded).
 Every public name is importable from ``canarino.delivery``.
 """
 
+from .authority import (
+    ReportDelivery,
+    export_report,
+    report_deliveries,
+    report_message_id,
+    send_report,
+)
 from .bounces import BounceReport, record_bounces
 from .dkim import DkimKey
 from .letters import LetterReport, print_letters
@@ -70,7 +78,9 @@ __all__ = [
     "NoticeProblem",
     "PrepareReport",
     "Progress",
+    "ReportDelivery",
     "SendReport",
+    "export_report",
     "in_doubt_notices",
     "notice_problems",
     "notice_states",
@@ -78,6 +88,9 @@ __all__ = [
     "print_letters",
     "provider_of",
     "record_bounces",
+    "report_deliveries",
+    "report_message_id",
     "resolve_in_doubt",
     "send_notices",
+    "send_report",
 ]
