@@ -4,6 +4,8 @@ Usage::
 
     .venv/bin/python bench/trace.py                               # 1,000,000 customers and rows
     .venv/bin/python bench/trace.py --customers 20000 --rows 20000  # quick check
+    .venv/bin/python bench/trace.py --formats csv                   # CSV only
+    .venv/bin/python bench/trace.py --big-gb 10                     # also a 10 GB CSV
 
 The customers are synthetic (no Faker per row: names come from small pools, e-mail addresses
 and phone numbers are made unique from the row number) and enter the workspace through
@@ -11,9 +13,15 @@ and phone numbers are made unique from the row number) and enter the workspace t
 is half rows of that share's export, reformatted the way a thief's copy looks, and half
 unrelated people.
 
+The same dump is also written as NDJSON and Parquet (by DuckDB, from the CSV), and each
+format is traced and counted by DuckDB. ``--big-gb N`` streams the CSV's rows over and
+over into an N GB file (checking the free disk space first), traces it once and
+records the peak memory; the file is deleted afterwards.
+
 Each measured step runs in a fresh child process (``spawn``), so its peak RSS is that of
 one process doing one thing: the kernel's high-water mark ``ru_maxrss`` of the child,
-read by the child itself when the step is done.
+read by the child itself when the step is done. Module imports (scipy for the decision,
+DuckDB) happen before the clock starts, for both sides.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import csv
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import shutil
@@ -352,12 +361,17 @@ TRACE_MODULES = (
     "trace",
     "scope",
     "normalize",
+    "recognition",
     "attribution",
     "store",
     "models",
     "sources.base",
     "sources.csv",
+    "sources.ndjson",
+    "sources.parquet",
 )
+FORMATS = ("csv", "ndjson", "parquet")
+GB = 10**9
 
 
 def _code_version() -> str:
@@ -401,6 +415,8 @@ def step_share(ws_dir: str, out_path: str) -> dict[str, Any]:
 
 
 def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str, Any]:
+    from scipy import stats  # noqa: F401  (imported lazily by the decision; not timed)
+
     from canarino.trace import run_trace
     from canarino.workspace import open_workspace
 
@@ -438,16 +454,25 @@ def step_upgrade(ws_dir: str) -> dict[str, Any]:
     return {}
 
 
+def _reader(path: str) -> str:
+    """DuckDB's reader for a dump file, chosen by its suffix."""
+    quoted = path.replace("'", "''")
+    if path.endswith(".ndjson"):
+        return f"read_json('{quoted}', format='newline_delimited', columns={_JSON_COLUMNS})"
+    if path.endswith(".parquet"):
+        return f"read_parquet('{quoted}')"
+    return f"read_csv('{quoted}', delim='{DELIMITER}', header=true, all_varchar=true)"
+
+
+_JSON_COLUMNS = "{" + ", ".join(f"'{h}': 'VARCHAR'" for h in DUMP_ORDER) + "}"
+
+
 def step_duckdb(dump_path: str) -> dict[str, Any]:
     import duckdb
 
     con = duckdb.connect()
     threads = con.execute("SELECT current_setting('threads')").fetchone()
-    path = dump_path.replace("'", "''")
-    query = (
-        f"SELECT count(*) FROM read_csv('{path}', delim='{DELIMITER}', header=true, "
-        "all_varchar=true)"
-    )
+    query = f"SELECT count(*) FROM {_reader(dump_path)}"
     cpu = time.process_time()
     started = time.perf_counter()
     row = con.execute(query).fetchone()
@@ -463,12 +488,26 @@ def step_duckdb(dump_path: str) -> dict[str, Any]:
     }
 
 
+def step_convert(csv_path: str, out_path: str) -> dict[str, Any]:
+    """Write the CSV dump as NDJSON or Parquet, same rows in the same order."""
+    import duckdb
+
+    con = duckdb.connect()
+    fmt = "PARQUET" if out_path.endswith(".parquet") else "JSON"
+    target = out_path.replace("'", "''")
+    started = time.perf_counter()
+    con.execute(f"COPY (SELECT * FROM {_reader(csv_path)}) TO '{target}' (FORMAT {fmt})")
+    con.close()
+    return {"seconds": time.perf_counter() - started, "size_bytes": Path(out_path).stat().st_size}
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "import": step_import,
     "share": step_share,
     "upgrade": step_upgrade,
     "trace": step_trace,
     "duckdb": step_duckdb,
+    "convert": step_convert,
 }
 
 
@@ -555,6 +594,64 @@ def _rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("nan")
 
 
+def dump_file(cache: Path, fmt: str) -> Path:
+    """The cached dump in ``fmt``, converted from the CSV on first use."""
+    path = cache / f"dump.{fmt}"
+    if not path.exists():
+        log(f"writing the dump as {fmt}…")
+        partial = cache / f"partial.{fmt}"
+        run_step("convert", str(cache / "dump.csv"), str(partial))
+        partial.rename(path)
+    return path
+
+
+def write_big(csv_path: Path, out: Path, size: int) -> int:
+    """Repeat the data rows of ``csv_path`` into ``out`` until it holds ``size`` bytes.
+
+    Streams in 8 MiB blocks, so memory stays flat; returns how many times the rows were
+    written (the last copy may stop at a row boundary short of the whole).
+    """
+    with csv_path.open("rb") as fp:
+        header = fp.readline()
+        start = fp.tell()
+    copies = 0
+    with out.open("wb") as dst:
+        dst.write(header)
+        while dst.tell() < size:
+            with csv_path.open("rb") as src:
+                src.seek(start)
+                while block := src.read(8 * MIB):
+                    dst.write(block)
+            copies += 1
+    return copies
+
+
+def trace_rounds(
+    args: argparse.Namespace, cache: Path, dump: Path, label: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Time DuckDB's count and the trace of ``dump`` ``--repeat`` times."""
+    traces: list[dict[str, Any]] = []
+    counts: list[dict[str, Any]] = []
+    run_dir = args.workdir / f"run-{os.getpid()}"
+    for i in range(args.repeat):
+        log(f"{label} round {i + 1}/{args.repeat}: DuckDB count…")
+        counts.append(run_step("duckdb", str(dump)))
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(cache / "ws", run_dir)
+        run_step("upgrade", str(run_dir))
+        log(f"{label} round {i + 1}/{args.repeat}: trace…")
+        profile = str(args.profile) if args.profile and i == 0 and label == "csv" else ""
+        traces.append(run_step("trace", str(run_dir), str(dump), profile))
+        log(
+            f"{label}: trace {traces[-1]['seconds']:.1f} s, DuckDB {counts[-1]['seconds']:.2f} s, "
+            f"trace peak RSS {traces[-1]['peak_rss_bytes'] / MIB:,.0f} MiB"
+        )
+        if not args.keep or i + 1 < args.repeat:
+            shutil.rmtree(run_dir)
+    return traces, counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000, help="customers to import")
@@ -568,7 +665,18 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the traced copy of the workspace (with the stored trace) after the run",
     )
     parser.add_argument("--repeat", type=int, default=1, help="time trace and DuckDB N times")
-    parser.add_argument("--profile", type=Path, help="also write a cProfile of one trace here")
+    parser.add_argument("--profile", type=Path, help="also write a cProfile of one CSV trace here")
+    parser.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help=f"dump formats to trace, comma-separated (default: {','.join(FORMATS)})",
+    )
+    parser.add_argument(
+        "--big-gb",
+        type=float,
+        default=0,
+        help="also trace a CSV of this many GB made by repeating the dump (0: skip)",
+    )
     parser.add_argument(
         "--output", type=Path, default=HERE / "results" / "trace.json", help="results file"
     )
@@ -579,6 +687,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--customers and --rows must be at least 100")
     if args.customers + args.rows > PHONE_SPACE:
         parser.error(f"--customers plus --rows must stay under {PHONE_SPACE:,}")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats or any(f not in FORMATS for f in formats):
+        parser.error(f"--formats takes some of {', '.join(FORMATS)}")
+    if not 0 <= args.big_gb <= 100:
+        parser.error("--big-gb must be between 0 and 100")
 
     cache = args.workdir / f"c{args.customers}-r{args.rows}-g{GENERATOR}"
     ready = cache / "ready.json"
@@ -590,49 +703,79 @@ def main(argv: list[str] | None = None) -> int:
         log(f"generating {args.customers:,} customers and a {args.rows:,}-row dump in {cache}")
         meta = build(cache, args.customers, args.rows)
         cached = False
-    dump = cache / "dump.csv"
 
-    traces: list[dict[str, Any]] = []
-    counts: list[dict[str, Any]] = []
-    run_dir = args.workdir / "run"
-    for i in range(args.repeat):
-        log(f"round {i + 1}/{args.repeat}: DuckDB count…")
-        counts.append(run_step("duckdb", str(dump)))
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        shutil.copytree(cache / "ws", run_dir)
-        run_step("upgrade", str(run_dir))
-        log(f"round {i + 1}/{args.repeat}: trace…")
-        profile = str(args.profile) if args.profile and i == 0 else ""
-        traces.append(run_step("trace", str(run_dir), str(dump), profile))
-        log(
-            f"trace {traces[-1]['seconds']:.1f} s, DuckDB {counts[-1]['seconds']:.2f} s, "
-            f"trace peak RSS {traces[-1]['peak_rss_bytes'] / MIB:,.0f} MiB"
-        )
-        if not args.keep or i + 1 < args.repeat:
-            shutil.rmtree(run_dir)
+    per_format: dict[str, Any] = {}
+    for fmt in formats:
+        dump = dump_file(cache, fmt)
+        traces, counts = trace_rounds(args, cache, dump, fmt)
+        per_format[fmt] = summarise_format(meta, dump, traces, counts)
+    big = run_big(args, cache, meta) if args.big_gb else None
 
-    results = summarise(args, meta, cached, traces, counts)
+    results = summarise(args, meta, cached, per_format, big)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     show(results)
     print(f"results written to {args.output}")
     if args.keep:
-        print(f"traced workspace kept in {run_dir}")
+        print(f"traced workspace kept in {args.workdir / f'run-{os.getpid()}'}")
     return 0 if results["check"]["ok"] else 1
 
 
-def summarise(
-    args: argparse.Namespace,
-    meta: dict[str, Any],
-    cached: bool,
-    traces: list[dict[str, Any]],
-    counts: list[dict[str, Any]],
-) -> dict[str, Any]:
-    import pyarrow
+def run_big(args: argparse.Namespace, cache: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Trace one CSV of ``--big-gb`` GB made of the dump's rows; report time and memory."""
+    size = int(args.big_gb * GB)
+    free = shutil.disk_usage(args.workdir).free
+    if free < size + 2 * GB:
+        raise SystemExit(
+            f"--big-gb {args.big_gb:g} needs {size / GB + 2:,.1f} GB free in {args.workdir}, "
+            f"there are {free / GB:,.1f} GB; choose a smaller size"
+        )
+    big = args.workdir / "big.csv"
+    log(f"writing a {size / GB:,.1f} GB CSV…")
+    started = time.perf_counter()
+    copies = write_big(cache / "dump.csv", big, size)
+    written = time.perf_counter() - started
+    try:
+        rows = meta["dump"]["rows"] * copies
+        run_dir = args.workdir / f"run-{os.getpid()}"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(cache / "ws", run_dir)
+        run_step("upgrade", str(run_dir))
+        log(f"tracing {big.stat().st_size / GB:,.1f} GB ({rows:,} rows)…")
+        trace = run_step("trace", str(run_dir), str(big))
+        log(
+            f"big trace {trace['seconds']:.0f} s, peak RSS {trace['peak_rss_bytes'] / MIB:,.0f} MiB"
+        )
+        shutil.rmtree(run_dir)
+        size_bytes = big.stat().st_size
+    finally:
+        big.unlink(missing_ok=True)
+    return {
+        "size_bytes": size_bytes,
+        "rows": rows,
+        "copies_of_dump": copies,
+        "write_seconds": written,
+        "seconds": trace["seconds"],
+        "cpu_seconds": trace["cpu_seconds"],
+        "rows_per_second": _rate(rows, trace["seconds"]),
+        "mb_per_second": _rate(size_bytes / 1e6, trace["seconds"]),
+        "peak_rss_bytes": trace["peak_rss_bytes"],
+        "under_1_5gb": trace["peak_rss_bytes"] < 1.5 * GB,
+        "rows_read": trace["rows_read"],
+        "customers_matched": trace["customers_matched"],
+        "ok": trace["rows_read"] == rows
+        and trace["customers_matched"] == meta["dump"]["expected_customers"],
+    }
 
-    dump = meta["dump"]
-    size = dump["size_bytes"]
+
+def summarise_format(
+    meta: dict[str, Any], dump: Path, traces: list[dict[str, Any]], counts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Times, rates, memory and the correctness check of one dump format."""
+    expected = meta["dump"]
+    size = dump.stat().st_size
+    rows = expected["rows"]
     t = statistics.median(r["seconds"] for r in traces)
     d = statistics.median(r["seconds"] for r in counts)
     last = traces[-1]
@@ -640,19 +783,58 @@ def summarise(
         "rows_read": last["rows_read"],
         "duckdb_rows": counts[-1]["rows"],
         "customers_matched": last["customers_matched"],
-        "expected_customers": dump["expected_customers"],
+        "expected_customers": expected["expected_customers"],
         "canaries_matched": last["canaries_matched"],
-        "expected_canaries": dump["expected_canaries"],
-        "canaries_sharing_an_identifier": dump["canaries_sharing_an_identifier"],
+        "expected_canaries": expected["expected_canaries"],
+        "canaries_sharing_an_identifier": expected["canaries_sharing_an_identifier"],
         "top_suspect": last["top_suspect"],
     }
     check["ok"] = (
-        last["rows_read"] == dump["rows"] == counts[-1]["rows"]
-        and last["customers_matched"] == dump["expected_customers"]
-        and abs(last["canaries_matched"] - dump["expected_canaries"])
-        <= dump["canaries_sharing_an_identifier"]
-        and (dump["expected_canaries"] == 0 or last["top_suspect"] == RECIPIENT)
+        last["rows_read"] == rows == counts[-1]["rows"]
+        and last["customers_matched"] == expected["expected_customers"]
+        and abs(last["canaries_matched"] - expected["expected_canaries"])
+        <= expected["canaries_sharing_an_identifier"]
+        and (expected["expected_canaries"] == 0 or last["top_suspect"] == RECIPIENT)
     )
+    peak = max(r["peak_rss_bytes"] for r in traces)
+    return {
+        "dump_bytes": size,
+        "trace": {
+            "seconds_median": t,
+            "seconds_all": [r["seconds"] for r in traces],
+            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in traces),
+            "rows_per_second": _rate(rows, t),
+            "mb_per_second": _rate(size / 1e6, t),
+            "peak_rss_bytes": peak,
+            "rss_before_bytes": max(r["rss_before_bytes"] for r in traces),
+            "under_1gb": peak < 1 << 30,
+        },
+        "duckdb_count": {
+            "seconds_median": d,
+            "seconds_all": [r["seconds"] for r in counts],
+            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in counts),
+            "rows_per_second": _rate(rows, d),
+            "mb_per_second": _rate(size / 1e6, d),
+            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in counts),
+            "threads": counts[-1]["threads"],
+            "version": counts[-1]["version"],
+        },
+        "ratio_trace_to_duckdb": t / d if d > 0 else None,
+        "canarino_code": sorted({r["code"] for r in traces}),
+        "check": check,
+    }
+
+
+def summarise(
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    cached: bool,
+    per_format: dict[str, Any],
+    big: dict[str, Any] | None,
+) -> dict[str, Any]:
+    import pyarrow
+
+    main_fmt = per_format.get("csv") or next(iter(per_format.values()))
     imp = meta["import"]
     return {
         "benchmark": "trace",
@@ -662,35 +844,23 @@ def summarise(
             "platform": platform.platform(),
             "python": platform.python_version(),
             "pyarrow": pyarrow.__version__,
-            "duckdb": counts[-1]["version"],
-            "duckdb_threads": counts[-1]["threads"],
+            "duckdb": main_fmt["duckdb_count"]["version"],
+            "duckdb_threads": main_fmt["duckdb_count"]["threads"],
+            "load_average_at_end": os.getloadavg()[0],
         },
         "customers": meta["customers"],
-        "rows": dump["rows"],
-        "dump_bytes": size,
-        "bytes_per_row": size / dump["rows"],
-        "repeat": len(traces),
-        "canarino_code": sorted({r["code"] for r in traces}),
+        "rows": meta["dump"]["rows"],
+        "dump_bytes": main_fmt["dump_bytes"],
+        "bytes_per_row": main_fmt["dump_bytes"] / meta["dump"]["rows"],
+        "repeat": args.repeat,
+        "canarino_code": sorted({c for f in per_format.values() for c in f["canarino_code"]}),
         "generated_this_run": not cached,
-        "trace": {
-            "seconds_median": t,
-            "seconds_all": [r["seconds"] for r in traces],
-            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in traces),
-            "rows_per_second": _rate(dump["rows"], t),
-            "mb_per_second": _rate(size / 1e6, t),
-            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in traces),
-            "rss_before_bytes": max(r["rss_before_bytes"] for r in traces),
-            "under_1gb": max(r["peak_rss_bytes"] for r in traces) < 1 << 30,
-        },
-        "duckdb_count": {
-            "seconds_median": d,
-            "seconds_all": [r["seconds"] for r in counts],
-            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in counts),
-            "rows_per_second": _rate(dump["rows"], d),
-            "mb_per_second": _rate(size / 1e6, d),
-            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in counts),
-        },
-        "ratio_trace_to_duckdb": t / d if d > 0 else None,
+        # The first format's figures (CSV when traced) stay at the top level, as before.
+        "trace": main_fmt["trace"],
+        "duckdb_count": main_fmt["duckdb_count"],
+        "ratio_trace_to_duckdb": main_fmt["ratio_trace_to_duckdb"],
+        "formats": per_format,
+        "big": big,
         "import": {
             "seconds": imp["seconds"],
             "rows": imp["rows"],
@@ -705,7 +875,10 @@ def summarise(
             "rows_per_second": _rate(meta["share"]["customers"], meta["share"]["seconds"]),
             "peak_rss_bytes": meta["share"]["peak_rss_bytes"],
         },
-        "check": check,
+        "check": {
+            **main_fmt["check"],
+            "ok": all(f["check"]["ok"] for f in per_format.values()) and (big is None or big["ok"]),
+        },
     }
 
 
@@ -713,35 +886,53 @@ def show(results: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    tr, dk = results["trace"], results["duckdb_count"]
     imp, sh = results["import"], results["share"]
     table = Table(
         title=(
-            f"trace: {results['customers']:,} customers, {results['rows']:,}-row dump "
-            f"({results['dump_bytes'] / 1e6:,.1f} MB), median of {results['repeat']}"
+            f"trace: {results['customers']:,} customers, {results['rows']:,}-row dump, "
+            f"median of {results['repeat']}"
         )
     )
-    for name in ("step", "seconds", "min-max", "CPU s", "rows/s", "MB/s", "peak RSS"):
+    for name in ("step", "MB", "seconds", "min-max", "CPU s", "rows/s", "MB/s", "peak RSS"):
         table.add_column(name, justify="left" if name == "step" else "right")
-    for label, r in (("trace", tr), ("DuckDB count(*)", dk)):
+    for fmt, f in results["formats"].items():
+        for label, r in (
+            (f"trace {fmt}", f["trace"]),
+            (f"DuckDB count(*) {fmt}", f["duckdb_count"]),
+        ):
+            table.add_row(
+                label,
+                f"{f['dump_bytes'] / 1e6:,.1f}",
+                f"{r['seconds_median']:,.2f}",
+                f"{min(r['seconds_all']):,.2f}-{max(r['seconds_all']):,.2f}",
+                f"{r['cpu_seconds_median']:,.2f}",
+                f"{r['rows_per_second']:,.0f}",
+                f"{r['mb_per_second']:,.1f}",
+                f"{r['peak_rss_bytes'] / MIB:,.0f} MiB",
+            )
+        ratio = f["ratio_trace_to_duckdb"]
+        table.add_row(f"trace / DuckDB {fmt}", "", f"{ratio:,.1f}×" if ratio else "n/a")
+        table.add_section()
+    big = results.get("big")
+    if big:
         table.add_row(
-            label,
-            f"{r['seconds_median']:,.2f}",
-            f"{min(r['seconds_all']):,.2f}-{max(r['seconds_all']):,.2f}",
-            f"{r['cpu_seconds_median']:,.2f}",
-            f"{r['rows_per_second']:,.0f}",
-            f"{r['mb_per_second']:,.1f}",
-            f"{r['peak_rss_bytes'] / MIB:,.0f} MiB",
+            f"trace {big['size_bytes'] / 1e9:,.1f} GB CSV",
+            f"{big['size_bytes'] / 1e6:,.0f}",
+            f"{big['seconds']:,.0f}",
+            "",
+            f"{big['cpu_seconds']:,.0f}",
+            f"{big['rows_per_second']:,.0f}",
+            f"{big['mb_per_second']:,.1f}",
+            f"{big['peak_rss_bytes'] / MIB:,.0f} MiB",
         )
-    ratio = results["ratio_trace_to_duckdb"]
-    table.add_row("trace / DuckDB", f"{ratio:,.0f}×" if ratio else "n/a")
-    table.add_section()
+        table.add_section()
     for label, r in (
         ("import_customers", imp),
         ("create_share", sh),
     ):
         table.add_row(
             label,
+            "",
             f"{r['seconds']:,.1f}",
             "",
             "",
@@ -751,23 +942,33 @@ def show(results: dict[str, Any]) -> None:
         )
     console = Console()
     if not console.is_terminal:
-        console = Console(width=100)
+        console = Console(width=120)
     console.print(table)
+    tr = results["trace"]
     check = results["check"]
     console.print(
         f"trace RSS before run_trace: {tr['rss_before_bytes'] / MIB:,.0f} MiB; "
         f"peak under 1 GiB: {'yes' if tr['under_1gb'] else 'NO'}; "
         f"DuckDB ran on {results['machine']['duckdb_threads']} threads; "
+        f"load average at the end {results['machine']['load_average_at_end']:.1f}; "
         f"the share holds {sh['customers']:,} customers and {sh['canaries']} canaries"
     )
+    if big:
+        console.print(
+            f"big CSV: {big['rows_read']:,} rows read, {big['customers_matched']:,} customers; "
+            f"peak under 1.5 GB: {'yes' if big['under_1_5gb'] else 'NO'}"
+        )
     if len(results["canarino_code"]) > 1:
         console.print("[bold red]the canarino sources changed between rounds[/]")
-    console.print(
-        f"check: {check['customers_matched']:,}/{check['expected_customers']:,} customers, "
-        f"{check['canaries_matched']}/{check['expected_canaries']} canaries "
-        f"({check['canaries_sharing_an_identifier']} share a phone or address), "
-        f"top suspect {check['top_suspect']!r}: {'ok' if check['ok'] else 'MISMATCH'}"
-    )
+    for fmt, f in results["formats"].items():
+        c = f["check"]
+        console.print(
+            f"check {fmt}: {c['customers_matched']:,}/{c['expected_customers']:,} customers, "
+            f"{c['canaries_matched']}/{c['expected_canaries']} canaries "
+            f"({c['canaries_sharing_an_identifier']} share a phone or address), "
+            f"top suspect {c['top_suspect']!r}: {'ok' if c['ok'] else 'MISMATCH'}"
+        )
+    console.print(f"all checks: {'ok' if check['ok'] else 'MISMATCH'}")
 
 
 if __name__ == "__main__":
