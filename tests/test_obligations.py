@@ -90,6 +90,9 @@ def test_scenario_yields_exactly_the_expected_obligations(path: Path) -> None:
         if "authority" in expected:
             assert ob.authority is not None and ob.authority.name == expected["authority"]
     assert list(result.uncovered) == scenario.get("uncovered", [])
+    reasons = dict(result.not_owed)
+    for rule, because in scenario.get("not_owed", {}).items():
+        assert because in reasons.get(rule, ""), (rule, reasons.get(rule))
 
 
 def test_every_scenario_about_a_seed_names_its_source_and_assumptions() -> None:
