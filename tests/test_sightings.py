@@ -139,6 +139,11 @@ def test_read_sightings_from_json_lines(tmp_path: Path) -> None:
     path.write_text('{"channel": "sms", "contact": "x", "seen_at": "2026-01-01", "x": 1}\n')
     with pytest.raises(InvalidInput, match="unknown key"):
         read_sightings(path)
+    path.write_text(
+        '{"channel": "sms", "contact": "x", "seen_at": "2026-01-01", "evidence": [1]}\n'
+    )
+    with pytest.raises(InvalidInput, match="evidence must be an object"):
+        read_sightings(path)
 
 
 # --- raw messages, noise counts, canary look-up ----------------------------------------
@@ -197,8 +202,9 @@ def test_a_retried_message_is_a_duplicate_whatever_its_time(
 
 
 def test_messages_to_non_canaries_keep_no_content_and_are_counted_as_noise(
-    loaded: Workspace,
+    ws: Workspace,
 ) -> None:
+    loaded = ws
     from sqlalchemy import func, select
 
     from canarino import models as m
@@ -225,7 +231,8 @@ def test_control_canaries_count_as_noise_per_channel(
     assert attribute_sightings(loaded).suspects == []
 
 
-def test_count_noise_adds_up_per_day_and_refuses_unknown_kinds(loaded: Workspace) -> None:
+def test_count_noise_adds_up_per_day_and_refuses_unknown_kinds(ws: Workspace) -> None:
+    loaded = ws
     count_noise(loaded, "email", "unknown")
     count_noise(loaded, "email", "unknown", 4)
     count_noise(loaded, "sms", "unknown", 2, when=T)
@@ -251,6 +258,6 @@ def test_email_canaries_finds_canaries_with_their_details_and_nothing_else(
     assert not is_canary_email(loaded, "<<garbage>>")
 
 
-def test_read_raw_message_of_an_unknown_id_is_a_clear_error(loaded: Workspace) -> None:
+def test_read_raw_message_of_an_unknown_id_is_a_clear_error(ws: Workspace) -> None:
     with pytest.raises(InvalidInput, match="no raw message 42"):
-        read_raw_message(loaded, 42)
+        read_raw_message(ws, 42)

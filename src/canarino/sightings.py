@@ -419,6 +419,12 @@ def read_sightings(path: Path) -> list[SightingIn]:
         extra = set(data) - allowed
         if extra:
             raise InvalidInput(f"{path}: line {number}: unknown key(s) {', '.join(sorted(extra))}")
+        if not isinstance(data.get("evidence", {}), dict) or not isinstance(
+            data.get("message_id", ""), str
+        ):
+            raise InvalidInput(
+                f"{path}: line {number}: evidence must be an object and message_id a string"
+            )
         try:
             data["seen_at"] = datetime.fromisoformat(str(data["seen_at"]))
         except ValueError:
