@@ -95,3 +95,37 @@ def test_unknown_format_or_incident_is_refused(case: Case, tmp_path: Path) -> No
         export_report(case.ws, 999, "garante", tmp_path)
     with pytest.raises(NotFound):
         report_deliveries(case.ws, 999)
+
+
+def test_report_commands_export_send_and_list_the_deliveries(
+    case: Case, smtp: RecordingSink, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from canarino.cli import app
+
+    runner = CliRunner()
+    w = ("-w", str(tmp_path / "ws"), "--json")
+    incident = str(case.incident_id)
+    exported = runner.invoke(
+        app, ["notices", "report", incident, "--to", "garante", "--out", str(tmp_path / "o"), *w]
+    )
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["state"] == "exported"
+    smtp_at = f"{smtp.host}:{smtp.port}"
+    sent = runner.invoke(
+        app,
+        ["notices", "report", incident, "--to", "IT", "--email", AUTHORITY, "--smtp", smtp_at, *w],
+    )
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.stdout)["message_id"] == parse(smtp.messages[0].data)["Message-ID"]
+    listed = runner.invoke(app, ["notices", "reports", incident, *w])
+    assert [d["state"] for d in json.loads(listed.stdout)] == ["exported", "sent"]
+    table = runner.invoke(app, ["notices", "reports", incident, "-w", str(tmp_path / "ws")])
+    assert table.exit_code == 0 and "exported" in table.output and "sent" in table.output
+    both = runner.invoke(app, ["notices", "report", incident, "--to", "garante", *w])
+    assert both.exit_code == 1 and "either --out" in both.output
+    no_relay = runner.invoke(
+        app, ["notices", "report", incident, "--to", "garante", "--email", AUTHORITY, *w]
+    )
+    assert no_relay.exit_code == 1 and "--smtp" in no_relay.output

@@ -417,6 +417,19 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _dkim(
+    selector: str | None, domain: str | None, key_file: Path | None
+) -> delivery.DkimKey | None:
+    if not (key_file or selector or domain):
+        return None
+    if not (key_file and selector and domain):
+        raise InvalidInput("DKIM needs --dkim-selector, --dkim-domain and --dkim-key together")
+    try:
+        return delivery.DkimKey(selector, domain, key_file.read_bytes())
+    except OSError as exc:
+        raise InvalidInput(f"{key_file}: cannot be read ({exc.strerror})") from None
+
+
 @notices_app.command("send")
 def notices_send(
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
@@ -436,14 +449,7 @@ def notices_send(
 ) -> None:
     """Send the prepared notices; a notice already sent is never sent again."""
     host, port = _host_port(smtp)
-    key = None
-    if dkim_key or dkim_selector or dkim_domain:
-        if not (dkim_key and dkim_selector and dkim_domain):
-            raise InvalidInput("DKIM needs --dkim-selector, --dkim-domain and --dkim-key together")
-        try:
-            key = delivery.DkimKey(dkim_selector, dkim_domain, dkim_key.read_bytes())
-        except OSError as exc:
-            raise InvalidInput(f"{dkim_key}: cannot be read ({exc.strerror})") from None
+    key = _dkim(dkim_selector, dkim_domain, dkim_key)
     with _workspace(workspace) as ws, _progress("Sending", json_mode=json_out) as tick:
         report = delivery.send_notices(
             ws,
@@ -545,6 +551,96 @@ def notices_problems(
     table = Table("notice", "channel", "state", "reason")
     for row in rows:
         table.add_row(str(row.notice_id), row.channel, row.state, row.reason)
+    out.print(table)
+
+
+@notices_app.command("report")
+def notices_report(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    to: Annotated[
+        str, typer.Option("--to", help="gdpr, garante, hhs, us-ca, us-ma, or a country code (FR).")
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Export the report into this folder.")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Or e-mail it to this address of the authority.")
+    ] = None,
+    smtp: Annotated[
+        str | None, typer.Option(help="SMTP relay as HOST:PORT (with --email).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, html or json (with --out).")] = "md",
+    starttls: Annotated[bool, typer.Option(help="Upgrade the connection with STARTTLS.")] = False,
+    username: Annotated[str | None, typer.Option(help="SMTP login name.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="CANARINO_SMTP_PASSWORD", help="SMTP password (better via the env)."),
+    ] = None,
+    dkim_selector: Annotated[str | None, typer.Option(help="DKIM selector to sign with.")] = None,
+    dkim_domain: Annotated[str | None, typer.Option(help="DKIM signing domain (d=).")] = None,
+    dkim_key: Annotated[Path | None, typer.Option(help="PEM private key for DKIM.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export an authority report to a folder or e-mail it via the relay; the delivery is recorded."""
+    if (out_dir is None) == (email is None):
+        raise InvalidInput("give either --out FOLDER or --email ADDRESS with --smtp HOST:PORT")
+    with _workspace(workspace) as ws:
+        if out_dir is not None:
+            done = delivery.export_report(ws, incident_id, to, out_dir, fmt=fmt)
+        else:
+            if smtp is None:
+                raise InvalidInput("--email needs --smtp HOST:PORT")
+            host, port = _host_port(smtp)
+            done = delivery.send_report(
+                ws,
+                incident_id,
+                to,
+                email or "",
+                host=host,
+                port=port,
+                starttls=starttls,
+                username=username,
+                password=password,
+                dkim_key=_dkim(dkim_selector, dkim_domain, dkim_key),
+            )
+    if json_out:
+        _print_json(done.as_dict())
+        return
+    where = done.file or done.message_id
+    out.print(f"report {done.form} to {done.authority}: {done.state} ({where})", markup=False)
+    if done.reason:
+        out.print(f"reason: {done.reason}", markup=False)
+    if done.gaps:
+        out.print(f"{done.gaps} gaps to fill before filing", markup=False)
+
+
+@notices_app.command("reports")
+def notices_reports(
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List every export and sending of an incident's authority reports."""
+    with _workspace(workspace) as ws:
+        rows = delivery.report_deliveries(ws, incident_id)
+    if json_out:
+        _print_json([row.as_dict() for row in rows])
+        return
+    if not rows:
+        out.print("No report has been exported or sent.")
+        return
+    table = Table("at", "form", "to", "channel", "state", "file or Message-ID", "reason")
+    for row in rows:
+        table.add_row(
+            row.at.isoformat(timespec="seconds"),
+            row.form,
+            row.to or row.authority,
+            row.channel,
+            row.state,
+            row.file or row.message_id or "",
+            row.reason or "",
+        )
     out.print(table)
 
 
