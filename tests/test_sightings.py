@@ -256,6 +256,10 @@ def test_email_canaries_finds_canaries_with_their_details_and_nothing_else(
     assert is_canary_email(loaded, canary) and is_canary_email(loaded, control)
     assert not is_canary_email(loaded, people[0]["email"])
     assert not is_canary_email(loaded, "<<garbage>>")
+    before = noise_counts(loaded)["unknown"]
+    assert not is_canary_email(loaded, "nobody@canary-mail.it", count_unknown=True)
+    assert is_canary_email(loaded, canary, count_unknown=True)
+    assert noise_counts(loaded)["unknown"] == before + 1
 
 
 def test_read_raw_message_of_an_unknown_id_is_a_clear_error(ws: Workspace) -> None:

@@ -331,19 +331,28 @@ def email_canaries(ws: Workspace, addresses: Iterable[str]) -> dict[str, dict[st
     return out
 
 
-def is_canary_email(ws: Workspace, address: str) -> bool:
-    """Whether ``address`` is a canary's e-mail address (any layer)."""
+def is_canary_email(ws: Workspace, address: str, *, count_unknown: bool = False) -> bool:
+    """Whether ``address`` is a canary's e-mail address (any layer).
+
+    With ``count_unknown``, an address that is not a canary is counted as ``unknown``
+    e-mail noise in the same transaction (a mail door refusing a recipient).
+    """
     try:
-        digest = ws.vault.pseudonyms.digest("email", normalize_email(address))
+        digest: bytes | None = ws.vault.pseudonyms.digest("email", normalize_email(address))
     except IdentifierError:
-        return False
+        digest = None
     with ws.db.session() as s:
-        found = s.scalar(
-            select(m.Pseudonym.canary_id)
-            .where(m.Pseudonym.digest == digest, m.Pseudonym.canary_id.is_not(None))
-            .limit(1)
+        found = digest is not None and (
+            s.scalar(
+                select(m.Pseudonym.canary_id)
+                .where(m.Pseudonym.digest == digest, m.Pseudonym.canary_id.is_not(None))
+                .limit(1)
+            )
+            is not None
         )
-    return found is not None
+        if not found and count_unknown:
+            _count_noise(s, datetime.now(UTC).date().isoformat(), "email", "unknown", 1)
+    return found
 
 
 def _authorised(

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ..errors import InvalidInput
-from ..sightings import count_noise, is_canary_email
+from ..sightings import is_canary_email
 from ..workspace import Workspace
 from .evidence import DnsFunc
 from .mail import MailIn, parse, record_mail
@@ -316,9 +316,8 @@ class SmtpListener:
             self.stats.rate_limited += 1
             return "450 4.7.1 Too many attempts from your address, try again later"
         try:
-            known = await self._in(self._db, is_canary_email, self.ws, address)
-            if not known:
-                await self._in(self._db, count_noise, self.ws, "email", "unknown")
+            check = functools.partial(is_canary_email, count_unknown=True)
+            known = await self._in(self._db, check, self.ws, address)
         except Exception as exc:
             log.warning("recipient check failed: %s", type(exc).__name__)
             self.stats.temp_failures += 1
