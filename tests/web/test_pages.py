@@ -223,3 +223,26 @@ def test_admin_pages_list_users_tokens_and_audit(client_for: Client) -> None:
 def test_unknown_page_is_an_html_404(client_for: Client) -> None:
     response = client_for("viewer").get("/no/such/page")
     assert response.status_code == 404 and "text/html" in response.headers["content-type"]
+
+
+def test_admin_adds_and_disables_users_and_tokens_from_the_page(fresh: WebFixture) -> None:
+    client = new_client(create_app(fresh.ws))
+    sign_in(client, "admin", PASSWORDS["admin"])
+    token = csrf_of(client)
+    added = client.post(
+        "/users",
+        data={"csrf_token": token, "username": "nuovo", "role": "viewer", "password": "x" * 14},
+    )
+    assert added.status_code == 200 and 'data-testid="disable-nuovo"' in added.text
+    made = client.post("/tokens", data={"csrf_token": token, "name": "siem", "username": "nuovo"})
+    secret = re.search(r'data-testid="new-token">([^<]+)<', made.text)
+    assert secret and secret.group(1).startswith("cnr_")
+    assert secret.group(1) not in client.get("/users").text  # shown once only
+    client.post("/tokens/1/revoke", data={"csrf_token": token})
+    client.post("/users/nuovo/disable", data={"csrf_token": token})
+    page = client.get("/users").text
+    assert 'data-testid="disable-nuovo"' not in page and 'data-testid="revoke-1"' not in page
+    short = client.post(
+        "/users", data={"csrf_token": token, "username": "y", "role": "viewer", "password": "short"}
+    )
+    assert short.status_code == 422 and "too short" in short.text

@@ -306,6 +306,7 @@ class SettingsOut(BaseModel):
     phone_ranges: list[str]
     security_contacts: list[str]
     alert_webhooks: list[str]
+    slack_webhooks: list[str]
 
 
 class SettingsIn(BaseModel):
@@ -315,6 +316,7 @@ class SettingsIn(BaseModel):
     phone_ranges: list[str] | None = Field(None, max_length=100)
     security_contacts: list[str] | None = Field(None, max_length=100)
     alert_webhooks: list[str] | None = Field(None, max_length=100)
+    slack_webhooks: list[str] | None = Field(None, max_length=100)
 
 
 # --- helpers -------------------------------------------------------------------------------

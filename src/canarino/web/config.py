@@ -23,7 +23,13 @@ from ..errors import InvalidInput
 from ..settings import CONFIG_FILE, Settings, load_settings
 from ..workspace import Workspace, check_domain, check_phone_range
 
-EDITABLE = ("mail_domains", "phone_ranges", "security_contacts", "alert_webhooks")
+EDITABLE = (
+    "mail_domains",
+    "phone_ranges",
+    "security_contacts",
+    "alert_webhooks",
+    "slack_webhooks",
+)
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
@@ -35,6 +41,7 @@ class WebSettings:
     phone_ranges: list[str]
     security_contacts: list[str]
     alert_webhooks: list[str]
+    slack_webhooks: list[str]
 
     def as_dict(self) -> dict[str, list[str]]:
         """JSON-ready form."""
@@ -49,6 +56,7 @@ def current(ws: Workspace) -> WebSettings:
         list(s.phone_ranges),
         list(s.security_contacts),
         list(s.alert_webhooks),
+        list(s.slack_webhooks),
     )
 
 
@@ -70,6 +78,7 @@ CHECKS = {
     "phone_ranges": check_phone_range,
     "security_contacts": _email,
     "alert_webhooks": _url,
+    "slack_webhooks": _url,
 }
 
 

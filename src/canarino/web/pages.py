@@ -344,6 +344,7 @@ def settings_save(
     phone_ranges: Annotated[str, Form(max_length=20_000)] = "",
     security_contacts: Annotated[str, Form(max_length=20_000)] = "",
     alert_webhooks: Annotated[str, Form(max_length=20_000)] = "",
+    slack_webhooks: Annotated[str, Form(max_length=20_000)] = "",
 ) -> Response:
     """Save the settings; one value per line."""
     ws = workspace_of(request)
@@ -352,6 +353,7 @@ def settings_save(
         "phone_ranges": phone_ranges.splitlines(),
         "security_contacts": security_contacts.splitlines(),
         "alert_webhooks": alert_webhooks.splitlines(),
+        "slack_webhooks": slack_webhooks.splitlines(),
     }
     config.update(ws, changes)
     audit.record(ws, who.name, "change", "settings", detail={"keys": sorted(changes)})
@@ -376,10 +378,69 @@ def audit_page(
     )
 
 
+def _users_page(request: Request, **extra: Any) -> Response:
+    ws = workspace_of(request)
+    return render(
+        request,
+        "users.html",
+        {
+            "users": users.list_users(ws),
+            "tokens": users.list_tokens(ws),
+            "roles": users.ROLES,
+            "saved": request.query_params.get("saved") == "1",
+            **extra,
+        },
+    )
+
+
 @router.get("/users")
 def users_page(request: Request, who: Admin) -> Response:
     """Users and API tokens (administrators)."""
+    return _users_page(request)
+
+
+@router.post("/users")
+def users_add(
+    request: Request,
+    who: Admin,
+    username: Annotated[str, Form(max_length=100)],
+    role: Annotated[str, Form(max_length=16)],
+    password: Annotated[str, Form(max_length=1000)],
+) -> Response:
+    """Create a user."""
     ws = workspace_of(request)
-    return render(
-        request, "users.html", {"users": users.list_users(ws), "tokens": users.list_tokens(ws)}
-    )
+    info = users.add_user(ws, username, password, role)
+    audit.record(ws, who.name, "change", f"user {info.username}", detail={"role": info.role})
+    return _see_other("/users?saved=1")
+
+
+@router.post("/users/{username}/disable")
+def users_disable(request: Request, username: str, who: Admin) -> Response:
+    """Disable a user; their sessions end and tokens stop working."""
+    ws = workspace_of(request)
+    users.disable_user(ws, username)
+    audit.record(ws, who.name, "change", f"user {username}", detail={"disabled": True})
+    return _see_other("/users?saved=1")
+
+
+@router.post("/tokens")
+def tokens_add(
+    request: Request,
+    who: Admin,
+    name: Annotated[str, Form(max_length=100)],
+    username: Annotated[str, Form(max_length=100)],
+) -> Response:
+    """Create an API token; it is shown on this page once."""
+    ws = workspace_of(request)
+    secret, info = users.add_token(ws, name, username)
+    audit.record(ws, who.name, "change", f"token {info.id}", detail={"user": info.username})
+    return _users_page(request, new_token=secret)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def tokens_revoke(request: Request, token_id: int, who: Admin) -> Response:
+    """Revoke an API token."""
+    ws = workspace_of(request)
+    users.revoke_token(ws, token_id)
+    audit.record(ws, who.name, "change", f"token {token_id}", detail={"revoked": True})
+    return _see_other("/users?saved=1")
