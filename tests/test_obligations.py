@@ -165,6 +165,7 @@ def test_assessment_says_why_a_rule_is_not_owed() -> None:
         ({"role": "vendor"}, "unknown role 'vendor'"),
         ({"key_exposed": True}, "not encrypted"),
         ({"aware": datetime(2026, 3, 2, 9, 0)}, "aware needs a time zone"),
+        ({"done": {"eu.gdpr.art33.authority@IT": datetime(2026, 3, 2)}}, "needs a time zone"),
     ],
 )
 def test_contradictory_or_unknown_facts_are_refused_with_the_reason(
@@ -185,6 +186,7 @@ def test_anchor_in_the_future_is_refused() -> None:
         ({"colour": "red"}, "unknown incident fact(s): colour"),
         ({"aware": "yesterday"}, "aware is not an ISO 8601 date-time"),
         ({"aware": "2026-03-02T09:00+00:00"}, "incomplete incident facts"),
+        ({"done": {"x@IT": "last week"}}, "not an ISO 8601 date-time"),
     ],
 )
 def test_facts_from_mapping_rejects_bad_input(data: dict[str, Any], message: str) -> None:

@@ -257,7 +257,12 @@ def _load_view(
         determined_at=_parse(extra.get("determined_at")),
         assessed_at=latest.computed_at if latest else None,
     )
-    facts = _facts_for(view, extra, ws)
+    done = {
+        key: when
+        for key, entry in statuses.items()
+        if entry.get("status") == "done" and (when := _parse(entry.get("done_at")))
+    }
+    facts = _facts_for(view, extra, ws, done)
     if facts is None:
         return view
     result = assess(facts, now=now)
@@ -420,7 +425,9 @@ def _save(
     return row
 
 
-def _facts_for(view: IncidentView, extra: dict[str, Any], ws: Workspace) -> IncidentFacts | None:
+def _facts_for(
+    view: IncidentView, extra: dict[str, Any], ws: Workspace, done: dict[str, datetime]
+) -> IncidentFacts | None:
     affected = {code: n for code, n in view.by_jurisdiction.items() if code != "unknown"}
     for code, count in (extra.get("counts") or {}).items():
         affected[code] = count
@@ -443,6 +450,7 @@ def _facts_for(view: IncidentView, extra: dict[str, Any], ws: Workspace) -> Inci
         role=ws.settings.role,
         sectors=frozenset(ws.settings.sectors),
         establishment=ws.settings.establishment,
+        done=done,
     )
 
 
@@ -617,7 +625,11 @@ def mark_obligation(
             done_at=when if status == "done" else None,
             status_note=note.strip(),
         )
-        view.obligations = [changed if o.key == target.key else o for o in view.obligations]
+        latest = _latest(s, incident_id)
+        extra, statuses = _split(latest.obligations if latest else None)
+        statuses[target.key] = _record(changed)
+        # Recomputed with the new state: a duty due "after" this one now counts from today.
+        view = _load_view(s, ws, incident_id, now, extra, statuses)
         _save(
             s,
             incident_id,

@@ -89,8 +89,15 @@ class IncidentFacts:
     sectors: frozenset[str] = frozenset()
     events: frozenset[str] = frozenset({"acquisition"})
     establishment: str | None = None
+    # When duties were actually done, by obligation key: a duty due "after" another counts
+    # from the day the other was done, not from its latest lawful date.
+    done: Mapping[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "done", MappingProxyType(dict(self.done)))
+        for key, value in self.done.items():
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise InvalidInput(f"done time of {key} needs a time zone")
         object.__setattr__(self, "categories", frozenset(self.categories))
         object.__setattr__(self, "sectors", frozenset(self.sectors))
         object.__setattr__(self, "events", frozenset(self.events))
@@ -169,6 +176,15 @@ def facts_from_mapping(data: Mapping[str, Any]) -> IncidentFacts:
     for name in ("categories", "sectors", "events"):
         if name in values:
             values[name] = frozenset(values[name])
+    done = values.get("done")
+    if isinstance(done, Mapping):
+        try:
+            values["done"] = {
+                key: datetime.fromisoformat(v) if isinstance(v, str) else v
+                for key, v in done.items()
+            }
+        except ValueError:
+            raise InvalidInput("a done time is not an ISO 8601 date-time") from None
     try:
         return IncidentFacts(**values)
     except TypeError as exc:
@@ -345,7 +361,8 @@ def _evaluate_family(
         zone = (authority.timezone if authority else None) or (member.timezone if member else None)
         zone = zone or loaded.timezone
         reference = _reference_for(context.reference, target, loaded.jurisdiction)
-        due, computation = _deadline(rule, context, reference, zone, target)
+        done_at = facts.done.get(reference.key) if reference else None
+        due, computation = _deadline(rule, context, reference, zone, target, done_at)
         shown = authority if rule.recipient in ("authority", "regulator") else None
         duty = rule.duty.format(authority=authority.name if authority else "the authority")
         owed.append(
@@ -523,12 +540,16 @@ def _deadline(
     reference: Obligation | None,
     zone: str,
     target: str,
+    done_at: datetime | None = None,
 ) -> tuple[datetime | None, list[str]]:
     deadline = rule.deadline
     relation = rule.ordering.relation if rule.ordering else None
     lines: list[str] = []
     start = context.anchor_at
-    if relation == "after":
+    if relation == "after" and reference is not None and done_at is not None:
+        start = done_at
+        lines.append(f"counted from {_iso(done_at)}, when {reference.rule_id} was done")
+    elif relation == "after":
         start = reference.due_at if reference else None
         if reference:
             lines.append(
@@ -548,7 +569,12 @@ def _deadline(
         if reference.due_at is not None and (own is None or reference.due_at < own):
             lines.append(f"so due by that rule's deadline, {_iso(reference.due_at)}")
             return reference.due_at, lines
-    if relation == "after" and reference is not None and reference.due_at is None:
+    if (
+        relation == "after"
+        and reference is not None
+        and reference.due_at is None
+        and done_at is None
+    ):
         lines.append(f"{reference.rule_id} has no fixed deadline: date this once it is sent")
     return own, lines
 
