@@ -447,3 +447,32 @@ def test_load_tls_refuses_missing_or_mismatched_files(tmp_path: Path) -> None:
         load_tls(tmp_path / "nope.pem", key)
     with pytest.raises(InvalidInput, match="not a PEM certificate"):
         load_tls(key, cert)
+
+
+def test_a_verified_dkim_domain_on_the_allow_list_is_expected_use_and_a_forged_one_is_not(
+    mailws: Workspace, canaries: dict[str, list[dict[str, str]]]
+) -> None:
+    from .test_evidence import _dns, _key, _signed
+
+    _, record = _key()
+    dns = _dns({b"s1._domainkey.mailer.vendor.example.": record})
+    own = canaries["Vendor B"][9]["email"]
+    allow_sender(mailws, "Vendor B", "dkim", "mailer.vendor.example")
+    try:
+        genuine = _signed(_phish(own, subject="Newsletter"))
+        forged = genuine.replace(b"Newsletter", b"Urgente: pratica sospesa")
+        with (
+            start_listener(mailws, "127.0.0.1", 0, dnsfunc=dns) as lst,
+            smtplib.SMTP("127.0.0.1", lst.port) as client,
+        ):
+            client.sendmail("news@vendor.example", [own], genuine)
+            client.sendmail("news@vendor.example", [own], forged)
+        with mailws.db.session() as s:
+            rows = s.scalars(select(m.Sighting).order_by(m.Sighting.id.desc()).limit(2)).all()
+        forged_row, genuine_row = rows
+        assert genuine_row.expected_use and genuine_row.evidence["dkim_result"] == "pass"
+        assert not forged_row.expected_use and forged_row.evidence["dkim_result"] == "fail"
+        assert forged_row.evidence["dkim_domain"] == "mailer.vendor.example"
+    finally:
+        with mailws.db.session() as s:
+            s.execute(m.AllowedSender.__table__.delete())
