@@ -222,3 +222,34 @@ def test_exposed_people_lists_each_person_with_fields_and_categories(
 def test_exposed_people_of_an_unknown_trace_is_a_clear_error(loaded: Workspace) -> None:
     with pytest.raises(NotFound):
         list(exposed_people(loaded, 999))
+
+
+def test_matching_in_worker_processes_gives_the_same_result(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Vendor B"].path, dump, fraction=0.8, seed=9, noise_rows=4000)
+    loaded.settings.max_line_bytes = 1 << 16  # 64 KiB blocks: several batches to share out
+    ticks: list[Tick] = []
+    one = run_trace(loaded, dump, workers=1).as_dict()
+    two = run_trace(loaded, dump, workers=2, on_tick=ticks.append).as_dict()
+    assert len(ticks) > 2 and ticks[-1].rows == two["rows_read"]
+    assert [(x["recipient"], x["canaries_seen"]) for x in one["suspects"]] == [
+        (x["recipient"], x["canaries_seen"]) for x in two["suspects"]
+    ]
+    for report in (one, two):
+        for key in ("trace_id", "created_at", "suspects", "attribution"):
+            report.pop(key)
+    assert one == two
+    with loaded.db.session() as s:
+        stored = {
+            trace_id: set(
+                s.execute(
+                    select(m.TraceCustomer.customer_id, m.TraceCustomer.fields).where(
+                        m.TraceCustomer.trace_id == trace_id
+                    )
+                ).all()
+            )
+            for trace_id in (1, 2)
+        }
+    assert stored[1] == stored[2] and len(stored[1]) == one["customers_matched"]

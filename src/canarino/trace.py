@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, aliased
 
@@ -21,6 +27,7 @@ from .normalize import PhoneCandidates
 from .recognition import CanaryRecognizer, Candidate, Monitored, Recognition
 from .scope import (
     FIELD_BIT,
+    BatchMatch,
     Exposure,
     Matcher,
     PersonScope,
@@ -32,10 +39,12 @@ from .scope import (
     person_scope,
 )
 from .shares import CANARY_CONTEXT
-from .sources import Limits, Problem, Source, open_sources
+from .sources import Batch, Limits, Problem, Source, open_sources
 from .workspace import Workspace
 
 Progress = Callable[[int, int], None]
+# Below this size a dump is matched in one process: forking would cost more than it saves.
+PARALLEL_MIN_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -141,29 +150,96 @@ def _read_source(
     room: int,
     progress: Progress | None,
     ticker: Callable[[int, int, int], None] | None = None,
+    workers: int | None = 1,
 ) -> _Read:
     layout = source.layout()
-    matcher: Matcher | None = None
     # Matches go to a private Exposure: a member that fails half-way adds nothing.
     read = _Read(Exposure(), [], 0, {}, False)
-    for batch in source.batches():
-        if matcher is None:
-            columns = classify_columns(layout.headers, batch.data)
-            matcher = Matcher(index, ws.vault.pseudonyms, phones, columns, monitored)
-        found = matcher.match(batch.data, batch.first_row)
-        read.candidates += found.candidates[: room - len(read.candidates)]
-        read.exposure.add(found)
-        read.rows += batch.data.num_rows
-        if progress:
-            progress(batch.bytes_read, source.size)
-        if ticker:
-            ticker(batch.bytes_read, source.size, read.rows)
-    if matcher is not None:
-        read.matchable = bool(matcher.email_cols or matcher.phone_cols)
-        for i, f in matcher.columns.items():
-            name = layout.headers[i] if layout.headers and i < len(layout.headers) else ""
-            read.columns[f"{label}{name or f'column {i + 1}'}"] = f
+    batches = source.batches()
+    first = next(batches, None)
+    if first is None:
+        return read
+    columns = classify_columns(layout.headers, first.data)
+    matcher = Matcher(index, ws.vault.pseudonyms, phones, columns, monitored)
+    if workers is None:
+        workers = _default_workers() if source.size >= PARALLEL_MIN_BYTES else 1
+    with _BatchMatcher(matcher, workers) as pool:
+        for bytes_read, rows, found in pool.map(chain([first], batches)):
+            read.candidates += found.candidates[: room - len(read.candidates)]
+            read.exposure.add(found)
+            read.rows += rows
+            if progress:
+                progress(bytes_read, source.size)
+            if ticker:
+                ticker(bytes_read, source.size, read.rows)
+    read.matchable = bool(matcher.email_cols or matcher.phone_cols)
+    for i, f in matcher.columns.items():
+        name = layout.headers[i] if layout.headers and i < len(layout.headers) else ""
+        read.columns[f"{label}{name or f'column {i + 1}'}"] = f
     return read
+
+
+_WORKER_MATCHER: Matcher | None = None
+
+
+def _start_worker(matcher: Matcher) -> None:
+    global _WORKER_MATCHER
+    _WORKER_MATCHER = matcher
+
+
+def _match_in_worker(data: pa.RecordBatch, first_row: int) -> BatchMatch:
+    assert _WORKER_MATCHER is not None
+    return _WORKER_MATCHER.match(data, first_row)
+
+
+class _BatchMatcher:
+    """Matches batches in this process, or in forked worker processes when ``workers`` > 1.
+
+    Workers are forked after the index is loaded, so they share it (copy-on-write) and
+    the workspace key never travels through a pipe. Results come back in batch order,
+    so candidates and their limit are the same as in one process.
+    """
+
+    def __init__(self, matcher: Matcher, workers: int) -> None:
+        self.matcher = matcher
+        self.workers = workers if "fork" in mp.get_all_start_methods() else 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _BatchMatcher:
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=mp.get_context("fork"),
+                initializer=_start_worker,
+                initargs=(self.matcher,),
+            )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, batches: Iterable[Batch]) -> Iterator[tuple[int, int, BatchMatch]]:
+        """``(bytes read, rows, matches)`` of each batch, in order."""
+        if self._pool is None:
+            for batch in batches:
+                yield (
+                    batch.bytes_read,
+                    batch.data.num_rows,
+                    self.matcher.match(batch.data, batch.first_row),
+                )
+            return
+        # A few batches in flight keep every worker busy while bounding memory.
+        pending: deque[tuple[int, int, Future[BatchMatch]]] = deque()
+        for batch in batches:
+            job = self._pool.submit(_match_in_worker, batch.data, batch.first_row)
+            pending.append((batch.bytes_read, batch.data.num_rows, job))
+            if len(pending) >= 2 * self.workers:
+                done, rows, job = pending.popleft()
+                yield done, rows, job.result()
+        while pending:
+            done, rows, job = pending.popleft()
+            yield done, rows, job.result()
 
 
 def run_trace(
@@ -173,6 +249,7 @@ def run_trace(
     progress: Progress | None = None,
     password: str | None = None,
     on_tick: Ticker | None = None,
+    workers: int | None = None,
 ) -> TraceReport:
     """Trace the leaked file at ``path`` and store the result; nothing is stored on error.
 
@@ -180,7 +257,8 @@ def run_trace(
     ``password`` opens encrypted ones. A member that cannot be read is listed in
     ``problems`` and the rest is traced. ``progress(done, total)`` gets the bytes read
     of the current file after each batch; ``on_tick`` gets a :class:`Tick` that also
-    counts the rows read so far.
+    counts the rows read so far. ``workers`` processes match the rows; by default
+    files of 32 MiB or more use one per CPU (at most two), smaller ones this process.
     """
     limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns, ws.settings.batch_rows)
     with ws.db.session() as s, open_sources(path, limits, password=password) as dump:
@@ -207,6 +285,7 @@ def run_trace(
                     MAX_CANDIDATES - len(candidates),
                     progress,
                     ticker,
+                    workers,
                 )
             except InvalidInput as exc:
                 if whole:
@@ -270,6 +349,10 @@ def run_trace(
         )
         trace.result = report.as_dict()
         return report
+
+
+def _default_workers() -> int:
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
 def _tick(sink: Ticker, base: int, done: int, total: int, rows: int) -> None:
