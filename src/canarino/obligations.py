@@ -681,7 +681,16 @@ def coverage_table(rules: RuleSet | None = None) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = [
+    counts: dict[str, list[int]] = {}
+    for loaded in rules.rules:
+        tally = counts.setdefault(loaded.jurisdiction, [0, 0])
+        tally[loaded.rule.verification != "verified"] += 1
+    lines = ["| Jurisdiction | Name | Verified rules | Unverified rules |", "|---|---|---|---|"]
+    for code, (verified, unverified) in sorted(counts.items()):
+        lines.append(f"| {code} | {cell(rules.names[code])} | {verified} | {unverified} |")
+    total = [sum(c[i] for c in counts.values()) for i in (0, 1)]
+    lines += [f"| all | {len(counts)} jurisdictions | {total[0]} | {total[1]} |", ""]
+    lines += [
         "| Jurisdiction | Rule | Citation | In force | Verification |",
         "|---|---|---|---|---|",
     ]
