@@ -249,3 +249,19 @@ def test_summary_names_recipient_share_date_p_value_and_link(world: World, ws: W
     assert "Agent A1 (employee)" in text and f"share #{share.share_id}" in text
     assert share.created_at.strftime("%Y-%m-%d %H:%M") in text and "p = " in text
     assert text.endswith(f"/shares/{share.share_id}")
+
+
+def test_the_portable_grouping_finds_what_the_database_grouping_finds(
+    world: World, ws: Workspace
+) -> None:
+    from canarino.alerts import LOOKBACK, _candidates, _candidates_portable
+
+    _phish(world, "Vendor A", 2)
+    _phish(world, "Vendor B", 3)
+    since = datetime.now(UTC) - LOOKBACK
+    with ws.db.session() as s:
+        portable = _candidates_portable(s, since)
+    assert portable == _candidates(ws, since) and len(portable) == 2
+    raise_alerts(ws)
+    with ws.db.session() as s:
+        assert _candidates_portable(s, since) == {} == _candidates(ws, since)

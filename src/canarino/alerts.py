@@ -30,8 +30,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from . import models as m
 from .attribution import Attribution, one_in
@@ -105,10 +106,6 @@ def _targets(ws: Workspace) -> dict[str, _Target]:
     return out
 
 
-def _day(at: datetime) -> str:
-    return at.astimezone(UTC).date().isoformat()
-
-
 @dataclass
 class _Candidate:
     share_id: int
@@ -118,44 +115,81 @@ class _Candidate:
     exclusive: bool = False
 
 
+def _day_of(dialect: str) -> Any:
+    """SQL for the UTC day (``YYYY-MM-DD``) a sighting was recorded, or ``None``."""
+    if dialect == "sqlite":
+        # Stored as UTC text 'YYYY-MM-DD HH:MM:SS…' (see models.UTCDateTime).
+        return func.substr(m.Sighting.created_at, 1, 10)
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", m.Sighting.created_at), "YYYY-MM-DD")
+    return None
+
+
 def _candidates(ws: Workspace, since: datetime) -> dict[tuple[int, str], _Candidate]:
-    """(share, day) pairs with evidence sightings recorded since ``since``."""
-    query = (
-        select(
-            m.Sighting.id,
-            m.Sighting.created_at,
-            m.ShareCanary.share_id,
-            m.Canary.layer,
+    """(share, day) pairs with evidence sightings recorded since ``since`` and no alert yet.
+
+    The database groups and filters, so a call returns only what is new.
+    """
+    with ws.db.session() as s:
+        day = _day_of(s.get_bind().dialect.name)
+        if day is None:
+            return _candidates_portable(s, since)
+        alerted = (
+            select(m.Alert.id)
+            .where(m.Alert.share_id == m.ShareCanary.share_id, m.Alert.day == day)
+            .exists()
         )
+        query = (
+            select(
+                m.ShareCanary.share_id,
+                day,
+                func.min(m.Sighting.id),
+                func.count(),
+                func.max(case((m.Canary.layer == "exclusive", 1), else_=0)),
+            )
+            .select_from(m.Sighting)
+            .join(m.ShareCanary, m.ShareCanary.canary_id == m.Sighting.canary_id)
+            .join(m.Canary, m.Canary.id == m.Sighting.canary_id)
+            .join(m.Share, m.Share.id == m.ShareCanary.share_id)
+            .where(*_evidence_since(since), ~alerted)
+            .group_by(m.ShareCanary.share_id, day)
+        )
+        return {
+            (share_id, name): _Candidate(share_id, name, first, count, bool(exclusive))
+            for share_id, name, first, count, exclusive in s.execute(query)
+        }
+
+
+def _evidence_since(since: datetime) -> list[Any]:
+    return [
+        m.Sighting.created_at >= since,
+        m.Sighting.expected_use.is_(False),
+        m.Canary.layer != "control",
+        # A share made after the contact cannot be where the canary leaked from.
+        m.Share.created_at <= m.Sighting.seen_at,
+    ]
+
+
+def _candidates_portable(s: Session, since: datetime) -> dict[tuple[int, str], _Candidate]:
+    """The same as :func:`_candidates`, grouped in Python, for other databases."""
+    query = (
+        select(m.Sighting.id, m.Sighting.created_at, m.ShareCanary.share_id, m.Canary.layer)
         .join(m.ShareCanary, m.ShareCanary.canary_id == m.Sighting.canary_id)
         .join(m.Canary, m.Canary.id == m.Sighting.canary_id)
         .join(m.Share, m.Share.id == m.ShareCanary.share_id)
-        .where(
-            m.Sighting.canary_id.is_not(None),
-            m.Sighting.expected_use.is_(False),
-            m.Sighting.created_at >= since,
-            m.Canary.layer != "control",
-            # A share made after the contact cannot be where the canary leaked from.
-            m.Share.created_at <= m.Sighting.seen_at,
-        )
+        .where(*_evidence_since(since))
         .order_by(m.Sighting.id)
     )
     out: dict[tuple[int, str], _Candidate] = {}
-    with ws.db.session() as s:
-        for sid, created, share_id, layer in s.execute(query):
-            key = (share_id, _day(created))
-            c = out.setdefault(key, _Candidate(share_id, key[1], sid))
-            c.sightings += 1
-            c.exclusive |= layer == "exclusive"
-        if out:
-            shares = {share for share, _ in out}
-            existing = s.execute(
-                select(m.Alert.share_id, m.Alert.day).where(
-                    m.Alert.share_id.in_(shares), m.Alert.day.in_({d for _, d in out})
-                )
-            )
-            for key in existing:
-                out.pop((key[0], key[1]), None)
+    for sid, created, share_id, layer in s.execute(query):
+        key = (share_id, created.astimezone(UTC).date().isoformat())
+        c = out.setdefault(key, _Candidate(share_id, key[1], sid))
+        c.sightings += 1
+        c.exclusive |= layer == "exclusive"
+    for share_id, day in s.execute(
+        select(m.Alert.share_id, m.Alert.day).where(m.Alert.share_id.in_({k[0] for k in out}))
+    ):
+        out.pop((share_id, day), None)
     return out
 
 
