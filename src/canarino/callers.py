@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from . import models as m
 from .customers import load_customers
@@ -149,9 +149,13 @@ def register_contact(
     staff: str,
     ttl: timedelta = DEFAULT_TTL,
     *,
+    actor: str | None = None,
     now: datetime | None = None,
 ) -> Registered:
     """Register an outbound contact with a customer number or a contact point; get its code.
+
+    ``staff`` is the name the customer will hear; ``actor`` who registered it, for the
+    audit log (default: ``staff``).
 
     >>> reg = register_contact(ws, 42, "phone", "your notice of 3 March", "Alex")  # doctest: +SKIP
     >>> reg.code  # doctest: +SKIP
@@ -202,7 +206,7 @@ def register_contact(
         s.flush()
         s.add(
             m.AuditEvent(
-                actor=staff_name,
+                actor=(actor or staff_name)[:100],
                 action="change",
                 target=f"outbound-contact:{row.id}",
                 detail={"channel": channel, "customer_id": customer_id},
@@ -212,14 +216,28 @@ def register_contact(
 
 
 def list_contacts(
-    ws: Workspace, *, active_only: bool = False, now: datetime | None = None, limit: int = 200
+    ws: Workspace,
+    *,
+    active_only: bool = False,
+    now: datetime | None = None,
+    limit: int = 200,
+    offset: int = 0,
 ) -> list[ContactView]:
     """Registered contacts, newest first; ``active_only`` keeps those not yet expired."""
-    query = select(m.OutboundContact).order_by(m.OutboundContact.id.desc()).limit(limit)
+    query = select(m.OutboundContact).order_by(m.OutboundContact.id.desc())
     if active_only:
         query = query.where(m.OutboundContact.expires_at > (now or datetime.now(UTC)))
     with ws.db.session() as s:
-        return [_view(r) for r in s.scalars(query)]
+        return [_view(r) for r in s.scalars(query.limit(limit).offset(offset))]
+
+
+def count_contacts(ws: Workspace, *, active_only: bool = False, now: datetime | None = None) -> int:
+    """How many contacts :func:`list_contacts` would list without a limit."""
+    query = select(func.count()).select_from(m.OutboundContact)
+    if active_only:
+        query = query.where(m.OutboundContact.expires_at > (now or datetime.now(UTC)))
+    with ws.db.session() as s:
+        return s.scalar(query) or 0
 
 
 @dataclass(frozen=True)
@@ -268,7 +286,7 @@ def active_contacts(
     """Contacts under way with these customers (or this contact point), soonest first."""
     if not customer_ids and digest is None:
         return []
-    who = [m.OutboundContact.customer_id.in_(list(customer_ids))]
+    who: list[ColumnElement[bool]] = [m.OutboundContact.customer_id.in_(list(customer_ids))]
     if digest is not None:
         who.append(m.OutboundContact.contact_digest == digest)
     with ws.db.session() as s:

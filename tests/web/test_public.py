@@ -23,6 +23,7 @@ import uvicorn
 from sqlalchemy import select
 
 from canarino import models as m
+from canarino import users
 from canarino.callers import register_contact
 from canarino.customers import import_customers
 from canarino.selfcheck import PublicMailer, RateLimiter, issue_link
@@ -285,60 +286,57 @@ def test_rate_limit_answers_429_with_retry_after(loaded: Workspace) -> None:
         assert client.get("/public/check").status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("cookie", "field"),
-    [
-        ("none", "good"),
-        ("good", "none"),
-        ("good", "other"),
-        ("forged", "forged"),
-        ("good", "x" * 300),
-    ],
-    ids=["no-cookie", "no-field", "other-token", "forged", "huge"],
-)
+# (cookie, hidden field) pairs that a forged or stale form would carry.
+BAD_TOKENS = [
+    ("none", "good"),
+    ("good", "none"),
+    ("good", "other"),
+    ("forged", "forged"),
+    ("good", "x" * 300),
+]
+
+
 def test_forms_without_our_token_are_refused_and_send_nothing(
-    loaded: Workspace, sink: SmtpSink, people: list[dict[str, str]], cookie: str, field: str
+    loaded: Workspace, sink: SmtpSink, people: list[dict[str, str]]
 ) -> None:
     with serve(loaded) as (client, app):
         good = form_token(client)
         with httpx.Client(base_url=str(client.base_url)) as stranger:
             other = form_token(stranger)
         values = {"good": good, "other": other, "forged": good[:-4] + "0000", "none": None}
-        client.cookies.clear()
-        if values.get(cookie):
-            client.cookies.set(FORM_COOKIE, str(values[cookie]), path="/public")
-        data = {"contact": people[0]["email"]}
-        sent_field = values.get(field, field)
-        if sent_field:
-            data["csrf_token"] = str(sent_field)
-        for path in ("/public/check", "/public/verify/contact", "/public/verify/report"):
-            refused = client.post(path, data=data)
-            assert refused.status_code == 403, path
+        for cookie, field in BAD_TOKENS:
+            client.cookies.clear()
+            if values.get(cookie):
+                client.cookies.set(FORM_COOKIE, str(values[cookie]), path="/public")
+            data = {"contact": people[0]["email"]}
+            sent_field = values.get(field, field)
+            if sent_field:
+                data["csrf_token"] = str(sent_field)
+            for path in ("/public/check", "/public/verify/contact", "/public/verify/report"):
+                refused = client.post(path, data=data)
+                assert refused.status_code == 403, (cookie, field, path)
         wait_for_mail(app)
     assert sink.messages == []
 
 
-@pytest.mark.parametrize(
-    ("contact", "status"),
-    [
-        ("x" * 40_000, 413),
-        ("a" * 300 + "@example.org", 400),
-        ("mario\x07rossi@example.org", 400),
-        ("<script>alert('x')</script>", 400),
-        ('"><img src=x onerror=alert(1)>@example.org', 400),
-        ("", 400),
-    ],
-    ids=["huge", "long", "control", "script", "attribute", "empty"],
-)
-def test_hostile_contacts_get_a_plain_error_that_does_not_echo_them(
-    loaded: Workspace, contact: str, status: int
-) -> None:
+HOSTILE_CONTACTS = [
+    ("x" * 40_000, 413),
+    ("a" * 300 + "@example.org", 400),
+    ("mario\x07rossi@example.org", 400),
+    ("<script>alert('x')</script>", 400),
+    ('"><img src=x onerror=alert(1)>@example.org', 400),
+    ("", 400),
+]
+
+
+def test_hostile_contacts_get_a_plain_error_that_does_not_echo_them(loaded: Workspace) -> None:
     with serve(loaded) as (client, _):
         token = form_token(client)
-        answer = post(client, "/public/check", token, contact=contact)
-    assert answer.status_code == status
-    assert "<script>" not in answer.text and "onerror" not in answer.text
-    assert "x" * 100 not in answer.text and "a" * 100 not in answer.text
+        for contact, status in HOSTILE_CONTACTS:
+            answer = post(client, "/public/check", token, contact=contact)
+            assert answer.status_code == status, contact[:20]
+            assert "<script>" not in answer.text and "onerror" not in answer.text
+            assert "x" * 100 not in answer.text and "a" * 100 not in answer.text
 
 
 def test_malformed_bodies_are_refused(loaded: Workspace) -> None:
@@ -366,19 +364,18 @@ def test_a_registered_code_says_who_is_contacting_and_why(loaded: Workspace) -> 
     assert "<b>" not in yes.text and "phone" in yes.text
 
 
-@pytest.mark.parametrize("typed", ["ZZZZ-ZZZZ-ZZZZ", "expired", "<script>", "9" * 5000])
 def test_an_unknown_or_expired_code_says_no_with_advice_and_a_report_form(
-    loaded: Workspace, typed: str
+    loaded: Workspace,
 ) -> None:
-    if typed == "expired":
-        past = datetime.now(UTC) - timedelta(hours=2)
-        typed = register_contact(loaded, 1, "phone", "p", "s", now=past).code
+    past = datetime.now(UTC) - timedelta(hours=2)
+    expired = register_contact(loaded, 1, "phone", "p", "s", now=past).code
     with serve(loaded) as (client, _):
         token = form_token(client, "/public/verify")
-        no = post(client, "/public/verify/code", token, code=typed, lang="it")
-    assert no.status_code == 200 and "No: questo codice non è nostro" in no.text
-    assert "Riattacchi" in no.text and 'action="/public/verify/report"' in no.text
-    assert "<script>" not in no.text
+        for typed in ("ZZZZ-ZZZZ-ZZZZ", expired, "<script>", "9" * 5000):
+            no = post(client, "/public/verify/code", token, code=typed, lang="it")
+            assert no.status_code == 200 and "No: questo codice non è nostro" in no.text
+            assert "Riattacchi" in no.text and 'action="/public/verify/report"' in no.text
+            assert "<script>" not in no.text
 
 
 def test_asking_by_contact_answers_by_mail_to_customers_only_and_the_same_on_screen(
@@ -442,3 +439,81 @@ def test_no_personal_data_reaches_the_logs(
     assert any("POST /public/check" in line for line in ours), "no access log captured"
     for value in (people[6]["email"], people[6]["phone"], people[6]["last_name"]):
         assert all(value not in line for line in ours)
+
+
+# --- staff API -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _cheap(cheap_hashes: None) -> None:
+    """argon2 at its cheapest (the web conftest's fixture): users are made per test here."""
+
+
+def bearer(ws: Workspace, role: str) -> dict[str, str]:
+    users.add_user(ws, f"{role}-user", "correct horse battery staple", role)
+    secret, _ = users.add_token(ws, f"{role} token", f"{role}-user")
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_analysts_register_contacts_through_the_api_and_customers_can_check_them(
+    loaded: Workspace,
+) -> None:
+    analyst = bearer(loaded, "analyst")
+    with serve(loaded) as (client, _):
+        made = client.post(
+            "/api/callers",
+            json={"customer_id": 1, "channel": "phone", "purpose": "your notice", "staff": "Alex"},
+            headers=analyst,
+        )
+        assert made.status_code == 201, made.text
+        code = made.json()["code"]
+        listed = client.get("/api/callers", headers=analyst).json()
+        assert listed["total"] == 1 and listed["items"][0]["staff"] == "Alex"
+        assert listed["items"][0]["active"] is True and code not in str(listed)
+        schema = client.get("/api/openapi.json", headers=analyst).json()
+        assert {"get", "post"} <= set(schema["paths"]["/api/callers"])
+        token = form_token(client, "/public/verify")
+        yes = post(client, "/public/verify/code", token, code=code, lang="en")
+    assert "Alex is contacting you by phone about: your notice." in yes.text
+    with loaded.db.session() as s:
+        actors = s.scalars(
+            select(m.AuditEvent.actor).where(m.AuditEvent.target.startswith("outbound-contact:"))
+        ).all()
+    assert actors == ["analyst-user (token)"]
+
+
+def test_viewers_and_strangers_cannot_use_the_callers_api(loaded: Workspace) -> None:
+    viewer = bearer(loaded, "viewer")
+    body = {"customer_id": 1, "channel": "phone", "purpose": "p"}
+    with serve(loaded) as (client, _):
+        assert client.post("/api/callers", json=body, headers=viewer).status_code == 403
+        assert client.get("/api/callers", headers=viewer).status_code == 403
+        assert client.post("/api/callers", json=body).status_code == 401
+        assert client.get("/api/callers").status_code == 401
+        bad = {"Authorization": "Bearer not-a-token"}
+        assert client.get("/api/callers", headers=bad).status_code == 401
+    with loaded.db.session() as s:
+        assert s.scalars(select(m.OutboundContact)).all() == []
+
+
+BAD_REGISTRATIONS = [
+    ({"customer_id": 1, "contact": "+393471112222", "channel": "phone", "purpose": "p"}, 422),
+    ({"channel": "phone", "purpose": "p"}, 422),
+    ({"customer_id": 1, "channel": "fax", "purpose": "p"}, 422),
+    ({"customer_id": 1, "channel": "phone", "purpose": "p" * 301}, 422),
+    ({"customer_id": 1, "channel": "phone", "purpose": "p", "ttl_minutes": 0}, 422),
+    ({"customer_id": 9999, "channel": "phone", "purpose": "p"}, 404),
+    ({"contact": "<script>", "channel": "phone", "purpose": "p"}, 422),
+]
+
+
+def test_bad_registrations_are_problems(loaded: Workspace) -> None:
+    analyst = bearer(loaded, "analyst")
+    with serve(loaded) as (client, _):
+        for body, status in BAD_REGISTRATIONS:
+            answer = client.post("/api/callers", json=body, headers=analyst)
+            assert answer.status_code == status, body
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert "<script>" not in answer.text
+    with loaded.db.session() as s:
+        assert s.scalars(select(m.OutboundContact)).all() == []

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from .. import callers, selfcheck
 from ..errors import InvalidInput
 from ..workspace import Workspace
+from .api import Page
+from .api import router as api_router
+from .auth import Principal, analyst
 
 router = APIRouter()
 
@@ -374,3 +379,92 @@ async def verify_report(request: Request) -> Response:
 async def style() -> Response:
     """The public pages' style sheet (served here so the pages need no inline style)."""
     return Response(_css(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+# --- staff API: the outreach register ------------------------------------------------------
+# Registered on the API router, like CLI modules register their commands on the base apps:
+# the routes get its /api prefix, its sign-in and its problem details.
+
+Analyst = Annotated[Principal, Depends(analyst)]
+
+
+class ContactIn(BaseModel):
+    """An outbound contact to register: a customer number or a contact point, not both."""
+
+    customer_id: int | None = Field(None, ge=1, description="Customer number.")
+    contact: str | None = Field(
+        None, max_length=selfcheck.MAX_CONTACT, description="E-mail address or phone number."
+    )
+    channel: Literal["phone", "sms", "email"]
+    purpose: str = Field(
+        min_length=1, max_length=callers.MAX_PURPOSE, description="Why, in the customer's words."
+    )
+    staff: str | None = Field(
+        None,
+        max_length=callers.MAX_STAFF,
+        description="Name the customer will hear (default: your user name).",
+    )
+    ttl_minutes: int = Field(30, ge=1, le=10_080, description="Minutes the code stays valid.")
+
+
+class ContactRegistered(BaseModel):
+    """A registered contact with its code, shown only in this answer."""
+
+    id: int
+    code: str
+    channel: str
+    customer_id: int | None
+    expires_at: AwareDatetime
+
+
+class ContactOut(BaseModel):
+    """A registered contact (the code is never stored, so never shown)."""
+
+    id: int
+    customer_id: int | None
+    channel: str
+    staff: str
+    purpose: str
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+    active: bool
+
+
+@api_router.post("/callers", response_model=ContactRegistered, status_code=201, tags=["callers"])
+def callers_register(request: Request, body: ContactIn, who: Analyst) -> ContactRegistered:
+    """Register an outbound contact before making it (``canarino callers register``)."""
+    if (body.customer_id is None) == (body.contact is None):
+        raise InvalidInput("give either customer_id or contact")
+    target: int | str = body.customer_id if body.customer_id is not None else str(body.contact)
+    reg = callers.register_contact(
+        _workspace(request),
+        target,
+        body.channel,
+        body.purpose,
+        body.staff or who.user.username,
+        timedelta(minutes=body.ttl_minutes),
+        actor=who.name,
+    )
+    return ContactRegistered(
+        id=reg.id,
+        code=reg.code,
+        channel=reg.channel,
+        customer_id=reg.customer_id,
+        expires_at=reg.expires_at,
+    )
+
+
+@api_router.get("/callers", response_model=Page[ContactOut], tags=["callers"])
+def callers_list(
+    request: Request,
+    who: Analyst,
+    active: Annotated[bool, Query(description="Only contacts still valid.")] = False,
+    limit: Annotated[int, Query(ge=1, le=500, description="Most items to return.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
+) -> Page[ContactOut]:
+    """Registered outbound contacts, newest first (``canarino callers list``)."""
+    ws, now = _workspace(request), datetime.now(UTC)
+    rows = callers.list_contacts(ws, active_only=active, now=now, limit=limit, offset=offset)
+    items = [ContactOut(**c.__dict__, active=c.active(now)) for c in rows]
+    total = callers.count_contacts(ws, active_only=active, now=now)
+    return Page(items=items, total=total, limit=limit, offset=offset)
