@@ -151,7 +151,8 @@ def _poll(
     on_sightings: Callable[[], None] | None,
 ) -> None:
     path = state_path(ws)
-    entry = state.get(key) if isinstance(state.get(key), dict) else {}
+    found = state.get(key)
+    entry: dict[str, Any] = found if isinstance(found, dict) else {}
     domains = ws.settings.mail_domains
     try:
         client.login(user, password)
