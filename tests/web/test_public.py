@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from fastapi import Request
 from sqlalchemy import select
 
 from canarino import models as m
@@ -31,6 +32,7 @@ from canarino.settings import load_settings
 from canarino.testing import SmtpSink, make_customers, write_customers_csv
 from canarino.web.app import create_app
 from canarino.web.public import FORM_COOKIE, PublicState
+from canarino.web.public import _client as client_key
 from canarino.workspace import Workspace, init_workspace
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -284,6 +286,21 @@ def test_rate_limit_answers_429_with_retry_after(loaded: Workspace) -> None:
             == 429
         )
         assert client.get("/public/check").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_rate_limit_counts_an_ipv6_subscriber_net_as_one_client(host: str, key: str) -> None:
+    request = Request({"type": "http", "client": (host, 4321), "headers": []})
+    assert client_key(request) == key
 
 
 # (cookie, hidden field) pairs that a forged or stale form would carry.

@@ -10,6 +10,7 @@ the company holds, from a background worker, and the page is the same byte for b
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -140,7 +141,15 @@ def _language(request: Request, form: dict[str, str] | None = None) -> str:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The rate-limit key: the client's IPv4 address, or its IPv6 /64 (one subscriber's net)."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
 
 
 class _Refused(Exception):
