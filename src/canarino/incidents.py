@@ -17,6 +17,17 @@ from . import reports, store
 from .deadlines import deadlines_calendar
 from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, category_of
+from .history import HistoryEntry as HistoryEntry  # re-exported for callers of incidents
+from .history import (
+    duty_record,
+    iso_utc,
+    latest_assessment,
+    parse_time,
+    save_assessment,
+    split_entries,
+    with_status,
+)
+from .history import incident_history as incident_history
 from .obligations import RISK_LEVELS, STATUSES, IncidentFacts, Obligation, assess
 from .rules_schema import CATEGORIES, EVENTS
 from .ruleset import load_rules
@@ -216,8 +227,8 @@ def _load_view(
     statuses: dict[str, dict[str, Any]] | None = None,
 ) -> IncidentView:
     inc = store.get_incident(s, incident_id)
-    latest = _latest(s, inc.id)
-    stored_facts, stored_duties = _split(latest.obligations if latest else None)
+    latest = latest_assessment(s, inc.id)
+    stored_facts, stored_duties = split_entries(latest.obligations if latest else None)
     extra = stored_facts if extra is None else extra
     statuses = stored_duties if statuses is None else statuses
     by_field: Counter[str] = Counter()
@@ -253,20 +264,20 @@ def _load_view(
         dict(by_code.most_common()),
         notices=_notice_states(s, inc.id),
         facts=dict(extra),
-        discovered_at=_parse(extra.get("discovered_at")),
-        determined_at=_parse(extra.get("determined_at")),
+        discovered_at=parse_time(extra.get("discovered_at")),
+        determined_at=parse_time(extra.get("determined_at")),
         assessed_at=latest.computed_at if latest else None,
     )
     done = {
         key: when
         for key, entry in statuses.items()
-        if entry.get("status") == "done" and (when := _parse(entry.get("done_at")))
+        if entry.get("status") == "done" and (when := parse_time(entry.get("done_at")))
     }
     facts = _facts_for(view, extra, ws, done)
     if facts is None:
         return view
     result = assess(facts, now=now)
-    owed = [_with_status(o, statuses.get(o.key)) for o in result.obligations]
+    owed = [with_status(o, statuses.get(o.key)) for o in result.obligations]
     view.obligations = sorted(
         owed, key=lambda o: (o.due_at is None, o.due_at or now, o.rule_id, o.jurisdiction)
     )
@@ -311,118 +322,6 @@ FACT_TEXTS = (
     "parent_company",
     "security_program",
 )
-HISTORY_REASON_MAX = 300
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One recorded assessment: why it was made, the facts then, and each duty's state."""
-
-    id: int
-    computed_at: datetime
-    reason: str
-    facts: dict[str, Any]
-    obligations: list[dict[str, Any]]
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "id": self.id,
-            "computed_at": self.computed_at.isoformat(timespec="seconds"),
-            "reason": self.reason,
-            "facts": self.facts,
-            "obligations": self.obligations,
-            "added": self.added,
-            "removed": self.removed,
-            "changed": self.changed,
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
-
-
-def _parse(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
-
-
-def _latest(s: Session, incident_id: int) -> m.Assessment | None:
-    return s.scalar(
-        select(m.Assessment)
-        .where(m.Assessment.incident_id == incident_id)
-        .order_by(m.Assessment.id.desc())
-        .limit(1)
-    )
-
-
-def _split(entries: list[Any] | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The facts entry and the obligation entries (by key) of one assessment row."""
-    facts: dict[str, Any] = {}
-    duties: dict[str, dict[str, Any]] = {}
-    for entry in entries or []:
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("kind") == "facts":
-            facts = dict(entry.get("facts") or {})
-        elif entry.get("kind") == "obligation" and isinstance(entry.get("key"), str):
-            duties[entry["key"]] = entry
-    return facts, duties
-
-
-def _record(o: Obligation) -> dict[str, Any]:
-    return {
-        "kind": "obligation",
-        "key": o.key,
-        "rule_id": o.rule_id,
-        "jurisdiction": o.jurisdiction,
-        "title": o.title,
-        "recipient": o.recipient,
-        "authority": o.authority.name if o.authority else None,
-        "due_at": _iso(o.due_at),
-        "citation": o.citation,
-        "verification": o.verification,
-        "status": o.status,
-        "done_at": _iso(o.done_at),
-        "status_note": o.status_note,
-        "owed": True,
-    }
-
-
-def _with_status(o: Obligation, stored: dict[str, Any] | None) -> Obligation:
-    if not stored or stored.get("status") != "done":
-        return o
-    return replace(
-        o,
-        status="done",
-        done_at=_parse(stored.get("done_at")),
-        status_note=stored.get("status_note", ""),
-    )
-
-
-def _save(
-    s: Session, incident_id: int, view: IncidentView, reason: str, now: datetime
-) -> m.Assessment:
-    previous = _latest(s, incident_id)
-    _, before = _split(previous.obligations if previous else None)
-    entries: list[dict[str, Any]] = [{"kind": "facts", "facts": view.facts}]
-    current = {o.key for o in view.obligations}
-    entries += [_record(o) for o in view.obligations]
-    # A duty already done stays in the record even when new facts no longer require it.
-    for key, old in before.items():
-        if key not in current and old.get("status") == "done":
-            entries.append({**old, "owed": False})
-    row = m.Assessment(
-        incident_id=incident_id,
-        computed_at=now,
-        reason=reason.strip()[:HISTORY_REASON_MAX],
-        obligations=entries,
-    )
-    s.add(row)
-    s.flush()
-    return row
 
 
 def _facts_for(
@@ -439,8 +338,8 @@ def _facts_for(
         affected=affected,
         aware=view.aware_at,
         occurred=view.occurred_at,
-        discovered=_parse(extra.get("discovered_at")),
-        determined=_parse(extra.get("determined_at")),
+        discovered=parse_time(extra.get("discovered_at")),
+        determined=parse_time(extra.get("determined_at")),
         contained=view.contained_at,
         risk=view.risk,
         risk_explanation=view.risk_reason,
@@ -461,7 +360,7 @@ def reassess(
     now = now or datetime.now(UTC)
     with ws.db.session() as s:
         view = _load_view(s, ws, incident_id, now)
-        _save(s, incident_id, view, reason, now)
+        save_assessment(s, incident_id, view, reason, now)
     return view
 
 
@@ -469,7 +368,7 @@ def _check_time(value: datetime | None, name: str, now: datetime) -> str | None:
     checked = _aware(value, name)
     if checked is not None and checked > now:
         raise InvalidInput(f"{name} is in the future", hint="give the time it happened")
-    return _iso(checked)
+    return iso_utc(checked)
 
 
 def update_facts(
@@ -516,11 +415,11 @@ def update_facts(
             raise InvalidInput(f"the count for {code} must be a whole number >= 0")
     with ws.db.session() as s:
         inc = store.get_incident(s, incident_id)
-        latest = _latest(s, inc.id)
-        extra, statuses = _split(latest.obligations if latest else None)
-        for name, value in (("discovered_at", discovered_at), ("determined_at", determined_at)):
-            if value is not None:
-                extra[name] = _check_time(value, name.replace("_", " "), now)
+        latest = latest_assessment(s, inc.id)
+        extra, statuses = split_entries(latest.obligations if latest else None)
+        for anchor, when in (("discovered_at", discovered_at), ("determined_at", determined_at)):
+            if when is not None:
+                extra[anchor] = _check_time(when, anchor.replace("_", " "), now)
         if occurred_at is not None:
             _check_time(occurred_at, "occurred at", now)
             inc.occurred_at = _aware(occurred_at, "occurred at")
@@ -543,7 +442,7 @@ def update_facts(
         # Builds the facts, so contradictions (contained before occurred, unknown codes,
         # a key exposed without encryption) raise here and the session rolls back.
         view = _load_view(s, ws, inc.id, now, extra, statuses)
-        _save(s, inc.id, view, reason, now)
+        save_assessment(s, inc.id, view, reason, now)
     return view
 
 
@@ -590,7 +489,7 @@ def merge_trace(
                 )
         s.flush()
         view = _load_view(s, ws, inc.id, now)
-        _save(s, inc.id, view, f"trace #{trace.id} merged: {added} more people", now)
+        save_assessment(s, inc.id, view, f"trace #{trace.id} merged: {added} more people", now)
     return view
 
 
@@ -625,12 +524,12 @@ def mark_obligation(
             done_at=when if status == "done" else None,
             status_note=note.strip(),
         )
-        latest = _latest(s, incident_id)
-        extra, statuses = _split(latest.obligations if latest else None)
-        statuses[target.key] = _record(changed)
+        latest = latest_assessment(s, incident_id)
+        extra, statuses = split_entries(latest.obligations if latest else None)
+        statuses[target.key] = duty_record(changed)
         # Recomputed with the new state: a duty due "after" this one now counts from today.
         view = _load_view(s, ws, incident_id, now, extra, statuses)
-        _save(
+        save_assessment(
             s,
             incident_id,
             view,
@@ -638,43 +537,6 @@ def mark_obligation(
             now,
         )
     return view
-
-
-def incident_history(ws: Workspace, incident_id: int) -> list[HistoryEntry]:
-    """Every recorded assessment of an incident, oldest first, with what changed each time."""
-    with ws.db.session() as s:
-        store.get_incident(s, incident_id)
-        rows = s.scalars(
-            select(m.Assessment)
-            .where(m.Assessment.incident_id == incident_id)
-            .order_by(m.Assessment.id)
-        ).all()
-        entries: list[HistoryEntry] = []
-        before: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            facts, duties = _split(row.obligations)
-            owed = {k: v for k, v in duties.items() if v.get("owed", True)}
-            changed = [
-                key
-                for key, entry in owed.items()
-                if key in before
-                and (entry.get("due_at"), entry.get("status"))
-                != (before[key].get("due_at"), before[key].get("status"))
-            ]
-            entries.append(
-                HistoryEntry(
-                    row.id,
-                    row.computed_at,
-                    row.reason,
-                    facts,
-                    list(duties.values()),
-                    added=sorted(set(owed) - set(before)),
-                    removed=sorted(set(before) - set(owed)),
-                    changed=sorted(changed),
-                )
-            )
-            before = owed
-    return entries
 
 
 def draft_report(
