@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -117,7 +118,9 @@ def _render_incident(view: incidents.IncidentView, tz: str, json_out: bool) -> N
         countries.add_row(country, f"{count:,}")
     out.print(exposed, countries)
     out.print(f"  risk: [bold]{view.risk}[/] — {view.risk_reason}")
-    deadlines = Table("duty", "to", "due (local)", "time left", "citation", title="Obligations")
+    deadlines = Table(
+        "duty", "to", "due (local)", "time left", "status", "citation", title="Obligations"
+    )
     for o in view.obligations:
         d = o.as_dict(now, tz)
         to = d["authority"] or o.recipient
@@ -126,7 +129,8 @@ def _render_incident(view: incidents.IncidentView, tz: str, json_out: bool) -> N
             f"{o.title or o.duty} [{o.jurisdiction}]",
             to,
             o.due_at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z") if o.due_at else "-",
-            format_remaining(o.remaining(now)),
+            "-" if o.status == "done" else format_remaining(o.remaining(now)),
+            o.status,
             o.citation + mark,
         )
     out.print(deadlines)
@@ -515,6 +519,38 @@ def notices_bounces(
         raise InvalidInput(f"{file}: no such file")
     with _workspace(workspace) as ws:
         report = delivery.record_bounces(ws, file)
+    if json_out:
+        _print_json(report.__dict__)
+        return
+    out.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.__dict__.items()))
+
+
+@notices_app.command("bounces-imap")
+def notices_bounces_imap(
+    host: Annotated[str, typer.Option(help="IMAP server of the bounce mailbox.")],
+    user: Annotated[str, typer.Option(help="Mailbox user name (often its address).")],
+    password_env: Annotated[
+        str, typer.Option(help="Name of the environment variable that holds the password.")
+    ],
+    folder: Annotated[str, typer.Option(help="Folder to read.")] = "INBOX",
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: 993, or 143 with --no-ssl).")
+    ] = None,
+    ssl: Annotated[bool, typer.Option("--ssl/--no-ssl", help="Use TLS (IMAPS).")] = True,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read the unseen messages of the bounce mailbox (IMAP), record them, mark them seen."""
+    password = os.environ.get(password_env)
+    if not password:
+        raise InvalidInput(
+            f"the environment variable {password_env} is not set or empty",
+            hint=f"export {password_env}=… first, so the password stays off the command line",
+        )
+    with _workspace(workspace) as ws:
+        report = delivery.fetch_bounces(
+            ws, host, user, password, folder=folder, port=port, use_ssl=ssl
+        )
     if json_out:
         _print_json(report.__dict__)
         return
