@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import smtplib
 import socket
 import subprocess
 import sys
+import zlib
+from pathlib import Path
 
 from typer.testing import CliRunner
 
+from canarino import models as m
 from canarino.cli import app
+from canarino.sightings import count_noise
 from canarino.workspace import Workspace
 
 
@@ -100,3 +105,25 @@ def test_imap_poll_to_an_unreachable_server_is_a_clear_error(ws: Workspace) -> N
     )
     assert result.exit_code == 1
     assert "cannot reach the IMAP server" in result.output and "hunter2" not in result.output
+
+
+def test_sightings_raw_writes_the_kept_message_and_noise_counts(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    with ws.db.session() as s:
+        s.add(
+            m.InboundMessage(sha256="0" * 64, size=5, truncated=True, raw=zlib.compress(b"hello"))
+        )
+    count_noise(ws, "email", "unknown", 3)
+    where = ["-w", str(ws.settings.workspace)]
+    result = CliRunner().invoke(
+        app, ["sightings", "raw", "1", "--out", str(tmp_path / "m.eml"), *where]
+    )
+    assert result.exit_code == 0 and (tmp_path / "m.eml").read_bytes() == b"hello"
+    assert "cut at raw_message_cap" in result.output
+    result = CliRunner().invoke(app, ["sightings", "raw", "1", *where])
+    assert result.exit_code == 0 and result.stdout_bytes.startswith(b"hello")
+    result = CliRunner().invoke(app, ["sightings", "raw", "99", *where])
+    assert result.exit_code == 1 and "no raw message 99" in result.output
+    result = CliRunner().invoke(app, ["sightings", "noise", "--json", *where])
+    assert json.loads(result.output) == {"unknown": 3, "control": 0}

@@ -10,10 +10,21 @@ from typing import Annotated
 
 import typer
 
+from .. import sightings
 from ..errors import InvalidInput
 from ..inbound import imap, smtp
 from ..workspace import Workspace
-from .base import JsonOpt, WorkspaceOpt, _app, _print_json, _workspace, app, err, out
+from .base import (
+    JsonOpt,
+    WorkspaceOpt,
+    _app,
+    _print_json,
+    _workspace,
+    app,
+    err,
+    out,
+    sightings_app,
+)
 
 imap_app = _app("Poll canary mailboxes hosted by a mail provider (IMAP).")
 app.add_typer(imap_app, name="imap")
@@ -120,4 +131,43 @@ def imap_poll(
         f"({report.evidence:,} evidence), {report.noise:,} other recipients counted as noise, "
         f"{report.not_ours:,} not for a monitored domain, {report.too_big:,} too large; "
         f"last UID {report.last_uid}."
+    )
+
+
+@sightings_app.command("raw")
+def sightings_raw(
+    message: Annotated[int, typer.Argument(help="Raw message id (evidence's raw_message_id).")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the message here (default: stdout).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write a kept raw message (RFC 5322 bytes) that reached a canary, for analysis."""
+    with _workspace(workspace) as ws:
+        raw, truncated = sightings.read_raw_message(ws, message)
+    if out_file is None:
+        typer.get_binary_stream("stdout").write(raw)
+    else:
+        out_file.write_bytes(raw)
+    if truncated:
+        err.print("[yellow]The message was cut at raw_message_cap when it was kept.[/]")
+
+
+@sightings_app.command("noise")
+def sightings_noise(
+    channel: Annotated[
+        str | None, typer.Option(help="Only this channel: email, sms, voice.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Count contacts that were not evidence: unknown addresses and control canaries."""
+    with _workspace(workspace) as ws:
+        counts = sightings.noise_counts(ws, channel=channel)
+    if json_out:
+        _print_json(counts)
+        return
+    out.print(
+        f"{counts['unknown']:,} contacts with unknown addresses or numbers, "
+        f"{counts['control']:,} with control canaries" + (f" ({channel})." if channel else ".")
     )
