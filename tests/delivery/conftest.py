@@ -15,6 +15,7 @@ from canarino.settings import load_settings
 from canarino.testing import make_customers, write_customers_csv
 from canarino.workspace import Workspace, init_workspace
 
+from ..inbound.test_imap import dovecot  # noqa: F401  (a real IMAP server, shared)
 from .support import PEOPLE, Case, RecordingSink, make_incident
 
 

@@ -4,14 +4,24 @@ import json
 import secrets
 from pathlib import Path
 
+import pytest
+from imapclient import IMAPClient
 from sqlalchemy import select, update
 
 from canarino import models as m
 from canarino.customers import CUSTOMER_CONTEXT
-from canarino.delivery import prepare_notices, record_bounces, send_notices
+from canarino.delivery import fetch_bounces, prepare_notices, record_bounces, send_notices
+from canarino.errors import DeliveryError
 from canarino.notices import reference_token
 
-from .support import Case, RecordingSink, assert_no_personal_data_stored_in_clear, notices_of
+from ..inbound.test_imap import PASSWORD, USER, _append
+from .support import (
+    Case,
+    RecordingSink,
+    assert_no_personal_data_stored_in_clear,
+    free_port,
+    notices_of,
+)
 
 
 def dsn(to: str, original_id: str, status: str = "5.1.1", action: str = "failed") -> bytes:
@@ -111,3 +121,59 @@ def test_bounce_of_a_person_without_postal_address_is_reported_unreachable(
         )
     report = record_bounces(case.ws, dsn("privacy@canary-mail.it", row.message_id))
     assert report.hard == 1 and report.unreachable == 1 and report.letters_queued == 0
+
+
+def test_bounces_are_read_from_the_imap_mailbox_once_and_marked_seen(
+    case: Case, smtp: RecordingSink, dovecot: int
+) -> None:
+    prepare_notices(case.ws, case.incident_id)
+    send_notices(case.ws, case.incident_id, host=smtp.host, port=smtp.port)
+    hard = notices_of(case.ws, case.incident_id, "email")[0]
+    verp = f"privacy+{reference_token(hard.reference or '')}@canary-mail.it"
+    chatter = b"From: someone@example.org\r\nSubject: Thanks\r\n\r\nThank you.\r\n"
+    _append(dovecot, dsn(verp, "<unrelated@x>"), chatter)
+    report = fetch_bounces(case.ws, "127.0.0.1", USER, PASSWORD, port=dovecot, use_ssl=False)
+    assert (report.messages, report.hard, report.not_bounces) == (2, 1, 1)
+    assert report.letters_queued == 1 and report.by_status == {"5.1.1": 1}
+    row = next(r for r in notices_of(case.ws, case.incident_id) if r.id == hard.id)
+    assert row.state == "bounced" and (row.events or [])[0]["matched_by"] == "verp"
+    again = fetch_bounces(case.ws, "127.0.0.1", USER, PASSWORD, port=dovecot, use_ssl=False)
+    assert again.messages == 0  # read once: the first run marked them seen
+    with IMAPClient("127.0.0.1", port=dovecot, ssl=False, timeout=10) as client:
+        client.login(USER, PASSWORD)
+        client.select_folder("INBOX", readonly=True)
+        assert client.search(["UNSEEN"]) == [] and len(client.search(["ALL"])) >= 2
+
+
+def test_unreachable_or_refused_bounce_mailbox_says_why(case: Case, dovecot: int) -> None:
+    with pytest.raises(DeliveryError, match="refused the login") as refused:
+        fetch_bounces(case.ws, "127.0.0.1", USER, "wrong-Pa55", port=dovecot, use_ssl=False)
+    assert "wrong-Pa55" not in str(refused.value)
+    with pytest.raises(DeliveryError, match="cannot reach"):
+        fetch_bounces(case.ws, "127.0.0.1", USER, "x", port=free_port(), use_ssl=False, timeout=5)
+    with pytest.raises(DeliveryError, match="no folder"):
+        fetch_bounces(
+            case.ws, "127.0.0.1", USER, PASSWORD, port=dovecot, use_ssl=False, folder="Nope"
+        )
+
+
+def test_bounces_imap_command_reads_the_mailbox_with_the_password_from_the_env(
+    case: Case, tmp_path: Path, dovecot: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from canarino.cli import app
+
+    args = ["notices", "bounces-imap", "--host", "127.0.0.1", "--port", str(dovecot)]
+    args += ["--user", USER, "--password-env", "BOUNCE_PW", "--no-ssl"]
+    args += ["-w", str(tmp_path / "ws"), "--json"]
+    runner = CliRunner()
+    monkeypatch.delenv("BOUNCE_PW", raising=False)
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 1 and "BOUNCE_PW is not set" in missing.output
+    monkeypatch.setenv("BOUNCE_PW", PASSWORD)
+    _append(dovecot, b"From: someone@example.org\r\nSubject: Hello\r\n\r\nHi.\r\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["messages"] >= 1 and report["not_bounces"] >= 1 and report["hard"] == 0

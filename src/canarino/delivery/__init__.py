@@ -28,7 +28,7 @@ from .authority import (
     report_message_id,
     send_report,
 )
-from .bounces import BounceReport, record_bounces
+from .bounces import BounceReport, fetch_bounces, record_bounces
 from .dkim import DkimKey
 from .letters import LetterReport, print_letters
 from .outbox import (
@@ -81,6 +81,7 @@ __all__ = [
     "ReportDelivery",
     "SendReport",
     "export_report",
+    "fetch_bounces",
     "in_doubt_notices",
     "notice_problems",
     "notice_states",

@@ -8,6 +8,7 @@ import hashlib
 import mailbox
 import os
 import re
+import ssl
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,13 +17,18 @@ from email.message import Message
 from pathlib import Path
 from typing import Literal
 
+from imapclient import SEEN, IMAPClient  # type: ignore[import-untyped]
+from imapclient.exceptions import IMAPClientError, LoginError  # type: ignore[import-untyped]
 from sqlalchemy import Connection, select, update
 
 from .. import models as m
+from ..errors import DeliveryError
 from ..notices import reference_from_token
 from ..workspace import Workspace
 from .letters import _queue_letter
 from .outbox import BOUNCED, EMAIL, _append_event, _event, _now, _scrub, _sender_domain
+
+_IMAP_BATCH = 50
 
 
 @dataclass
@@ -37,7 +43,16 @@ class BounceReport:
     already_recorded: int = 0
     letters_queued: int = 0
     unreachable: int = 0
+    too_big: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: BounceReport) -> None:
+        """Add the counts of another reading to these."""
+        for name, value in other.__dict__.items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        statuses = Counter(self.by_status) + Counter(other.by_status)
+        self.by_status = dict(statuses.most_common())
 
 
 @dataclass(frozen=True)
@@ -209,3 +224,77 @@ def record_bounces(
                 report.unreachable += 1
     report.by_status = dict(statuses.most_common())
     return report
+
+
+def fetch_bounces(
+    ws: Workspace,
+    host: str,
+    user: str,
+    password: str,
+    *,
+    folder: str = "INBOX",
+    port: int | None = None,
+    use_ssl: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 30.0,
+    now: datetime | None = None,
+) -> BounceReport:
+    """Read the unseen messages of the bounce mailbox over IMAP and record them.
+
+    A batch is marked as seen only after what it held is committed, so a run that stops
+    loses nothing; a message read twice is recorded once (its SHA-256 is kept on the
+    notice). Messages larger than ``smtp_max_bytes`` are left unread and counted.
+    """
+    where = f"{host}:{port}" if port else host
+    try:
+        client = IMAPClient(
+            host,
+            port=port,
+            ssl=use_ssl,
+            ssl_context=(ssl_context or ssl.create_default_context()) if use_ssl else None,
+            timeout=timeout,
+        )
+    except (OSError, IMAPClientError) as exc:
+        raise DeliveryError(
+            f"cannot reach the bounce mailbox's IMAP server {where} ({type(exc).__name__})",
+            hint="check the host and port, and --no-ssl for a server without TLS",
+        ) from None
+    total = BounceReport()
+    try:
+        try:
+            client.login(user, password)
+        except LoginError:
+            raise DeliveryError(
+                f"the IMAP server {where} refused the login of the bounce mailbox",
+                hint="check the user name and the password",
+            ) from None
+        try:
+            client.select_folder(folder)
+        except IMAPClientError:
+            raise DeliveryError(f"the bounce mailbox has no folder {folder!r}") from None
+        uids = sorted(client.search(["UNSEEN"]))
+        for start in range(0, len(uids), _IMAP_BATCH):
+            chunk = uids[start : start + _IMAP_BATCH]
+            sizes = client.fetch(chunk, ["RFC822.SIZE"])
+            small = [
+                uid
+                for uid in chunk
+                if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= ws.settings.smtp_max_bytes
+            ]
+            total.too_big += len(chunk) - len(small)
+            bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            raws = [bodies[uid][b"BODY[]"] for uid in small if b"BODY[]" in bodies.get(uid, {})]
+            total.add(record_bounces(ws, raws, now=now))
+            if small:
+                client.add_flags(small, [SEEN])
+    except (OSError, IMAPClientError) as exc:
+        raise DeliveryError(
+            f"the IMAP connection failed after {total.messages} messages ({type(exc).__name__})",
+            hint="run it again: what was recorded is kept and the rest is read",
+        ) from None
+    finally:
+        try:
+            client.logout()
+        except Exception:  # the connection may already be gone
+            client.shutdown()
+    return total
