@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import os
 import re
 import shutil
 import socket
@@ -116,13 +117,16 @@ def wait_for_mail(app: object) -> None:
 def form_token(client: httpx.Client, path: str = "/public/check") -> str:
     page = client.get(path)
     assert page.status_code == 200
+    assert "{" not in page.text, "a placeholder was left unfilled"
     found = TOKEN.search(page.text)
     assert found is not None
     return found.group(1)
 
 
 def post(client: httpx.Client, path: str, token: str, **fields: str) -> httpx.Response:
-    return client.post(path, data={"csrf_token": token, **fields})
+    answer = client.post(path, data={"csrf_token": token, **fields})
+    assert "{" not in answer.text, "a placeholder was left unfilled"
+    return answer
 
 
 def mail_text(data: bytes) -> str:
@@ -138,6 +142,7 @@ def test_check_page_speaks_italian_or_english(loaded: Workspace) -> None:
             "/public/check", headers={"Accept-Language": "it-IT,it;q=0.9,en;q=0.5"}
         )
         assert '<html lang="it">' in italian.text and "Sono stato coinvolto?" in italian.text
+        assert f"che ha dato a {loaded.settings.company_name}" in italian.text
         assert 'href="/public/check?lang=en"' in italian.text
         switched = client.get("/public/check?lang=en", headers={"Accept-Language": "it"})
         assert '<html lang="en">' in switched.text and "Was I affected?" in switched.text
@@ -246,27 +251,32 @@ def test_timing_does_not_tell_customers_from_strangers(
 ) -> None:
     loaded.settings = loaded.settings.model_copy(update={"selfcheck_per_hour": 1000})
     rng = np.random.default_rng(8)
-    listed = [people[i % len(people)]["email"] for i in range(40)]
-    unlisted = [f"person{i}@example.org" for i in range(40)]
-    pairs = [(True, c) for c in listed] + [(False, c) for c in unlisted]
-    order = [pairs[i] for i in rng.permutation(len(pairs))]
-    times: dict[bool, list[float]] = {True: [], False: []}
+    pairs = 50
+    differences, every = [], []
     with serve(loaded, delay=None) as (client, app):
         token = form_token(client)
         for contact in ("warm@example.org", people[0]["email"]) * 5:
             post(client, "/public/check", token, contact=contact)
-        for is_listed, contact in order:
-            start = time.perf_counter()
-            answer = post(client, "/public/check", token, contact=contact)
-            times[is_listed].append(time.perf_counter() - start)
-            assert answer.status_code == 200
+        for i in range(pairs):
+            contacts = {True: people[i % len(people)]["email"], False: f"person{i}@example.org"}
+            took = {}
+            for listed in rng.permutation([True, False]):
+                start = time.perf_counter()
+                answer = post(client, "/public/check", token, contact=contacts[bool(listed)])
+                took[bool(listed)] = time.perf_counter() - start
+                assert answer.status_code == 200
+            differences.append(took[True] - took[False])
+            every += took.values()
         wait_for_mail(app)
-    on, off = statistics.median(times[True]), statistics.median(times[False])
-    # Both kinds do the same work on the request path (one indexed lookup, one queue put),
-    # interleaved in random order, so machine noise falls on both alike. Sending the mail
-    # inline would add an SMTP conversation (several ms on loopback, far more to a real
-    # relay); a gap under 20 % of the median, or 3 ms, is below what one can measure here.
-    assert abs(on - off) <= max(0.003, 0.2 * min(on, off)), (on, off)
+    gap, typical = statistics.median(differences), statistics.median(every)
+    # Both kinds do the same work on the request path (one indexed lookup, one queue put).
+    # Each customer request is paired with a stranger's sent right before or after it, in
+    # random order, so load from other processes falls on both alike and the median of the
+    # paired differences estimates the true gap. Writing the mail on the request path
+    # instead gave a gap of 18 ms (60 % of a typical request) in this same test; a gap
+    # under 30 % of a typical request (or 3 ms) is within this machine's noise (about 3
+    # standard errors of the median with 50 pairs).
+    assert abs(gap) <= max(0.003, 0.3 * typical), (gap, typical)
 
 
 def test_rate_limit_answers_429_with_retry_after(loaded: Workspace) -> None:
@@ -534,3 +544,59 @@ def test_bad_registrations_are_problems(loaded: Workspace) -> None:
             assert "<script>" not in answer.text
     with loaded.db.session() as s:
         assert s.scalars(select(m.OutboundContact)).all() == []
+
+
+# --- in a browser --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_both_pages_work_in_a_browser(
+    loaded: Workspace, sink: SmtpSink, people: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """Chromium fills in the forms; screenshots go to $CANARINO_SCREENSHOTS or a temp folder."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = Path(os.environ.get("CANARINO_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    reg = register_contact(loaded, 3, "phone", "your notice of 2 March", "Alex (Breach Support)")
+    with serve(loaded) as (client, app), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(locale="it-IT")
+            base = str(client.base_url)
+            page.goto(base + "/public/check")
+            page.screenshot(path=shots / "public-check.png", full_page=True)
+            page.fill("#contact", people[3]["email"])
+            page.click("button[type=submit]")
+            assert "Grazie" in page.inner_text("h1")
+            page.screenshot(path=shots / "public-check-sent.png", full_page=True)
+            wait_for_mail(app)
+            link = re.search(r"(/public/check/open/\S+)", mail_text(sink.messages[0].data))
+            assert link is not None
+            page.goto(base + link.group(1))
+            page.click("button[type=submit]")
+            assert "La Sua situazione" in page.inner_text("h1")
+            page.screenshot(path=shots / "public-situation.png", full_page=True)
+            page.goto(base + "/public/verify?lang=en")
+            page.fill("#code", reg.code)
+            page.click("form[action='/public/verify/code'] button")
+            assert "Alex (Breach Support) is contacting you" in page.inner_text("main")
+            page.screenshot(path=shots / "public-verify-yes.png", full_page=True)
+            page.goto(base + "/public/verify?lang=en")
+            page.fill("#code", "ZZZZ-ZZZZ-ZZZZ")
+            page.click("form[action='/public/verify/code'] button")
+            assert "not from us" in page.inner_text("h1")
+            page.fill("#r-contact", people[3]["phone"])
+            page.check("input[value=sms]")
+            page.fill("#r-caller", "+39 02 0000 0000")
+            page.fill("#r-text", "They asked for the code I received.")
+            page.screenshot(path=shots / "public-verify-no.png", full_page=True)
+            page.click("form[action='/public/verify/report'] button")
+            assert "Thank you for your report" in page.inner_text("h1")
+        finally:
+            browser.close()
+    with loaded.db.session() as s:
+        (row,) = s.scalars(select(m.Sighting)).all()
+    assert row.channel == "sms" and row.evidence["caller"] == "+39 02 0000 0000"
