@@ -216,6 +216,21 @@ def test_run_summary_shows_refusals_and_uncertain_deliveries(
     assert all("@" not in line for line in summary)
 
 
+def test_send_command_paces_providers_and_prints_the_summary(
+    case: Case, smtp: RecordingSink, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from canarino.cli import app
+
+    prepare_notices(case.ws, case.incident_id)
+    args = ["notices", "send", str(case.incident_id), "--smtp", f"{smtp.host}:{smtp.port}"]
+    result = CliRunner().invoke(app, [*args, "--rate", "500", "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    assert f"sent {case.emails}, failed 0, to retry later 0, in doubt 0" in result.output
+    assert len(smtp.messages) == case.emails
+
+
 # --- crash ------------------------------------------------------------------------------------
 
 # Imports canarino once, then forks one fresh sending process per line read; prints the

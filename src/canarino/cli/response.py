@@ -445,6 +445,12 @@ def notices_send(
         typer.Option(envvar="CANARINO_SMTP_PASSWORD", help="SMTP password (better via the env)."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Parallel SMTP connections.")] = 4,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01, help="Messages per second to each mailbox provider (default: no cap)."
+        ),
+    ] = None,
     dkim_selector: Annotated[str | None, typer.Option(help="DKIM selector to sign with.")] = None,
     dkim_domain: Annotated[str | None, typer.Option(help="DKIM signing domain (d=).")] = None,
     dkim_key: Annotated[Path | None, typer.Option(help="PEM private key for DKIM.")] = None,
@@ -465,6 +471,7 @@ def notices_send(
             username=username,
             password=password,
             workers=workers,
+            rate_per_provider=rate,
             dkim_key=key,
         )
     if json_out:
