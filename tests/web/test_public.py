@@ -208,7 +208,7 @@ def test_the_situation_page_shows_the_persons_exposed_data(loaded: Workspace) ->
             pages[who] = post(client, f"/public/check/open/{link}", token, lang="en").text
     assert "You are affected by this incident." in pages[1]
     assert "email address" in pages[1] and "phone number" in pages[1]
-    assert "2026-03-02" in pages[1] and "dump.csv" not in pages[1]
+    assert "2 March 2026" in pages[1] and "dump.csv" not in pages[1]
     assert "You are not affected by this incident." in pages[2]
     assert "phone number" not in pages[2]
 
@@ -561,6 +561,11 @@ def test_both_pages_work_in_a_browser(
     shots = Path(os.environ.get("CANARINO_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     reg = register_contact(loaded, 3, "phone", "your notice of 2 March", "Alex (Breach Support)")
+    with loaded.db.session() as s:
+        incident = m.Incident(title="t", aware_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+        s.add(incident)
+        s.flush()
+        s.add(m.IncidentPerson(incident_id=incident.id, customer_id=4, fields="email,phone"))
     with serve(loaded) as (client, app), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
@@ -578,6 +583,7 @@ def test_both_pages_work_in_a_browser(
             page.goto(base + link.group(1))
             page.click("button[type=submit]")
             assert "La Sua situazione" in page.inner_text("h1")
+            assert "Lei è coinvolto in questo incidente." in page.inner_text("main")
             page.screenshot(path=shots / "public-situation.png", full_page=True)
             page.goto(base + "/public/verify?lang=en")
             page.fill("#code", reg.code)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import ipaddress
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 import yaml
+from babel.dates import format_date
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -55,6 +56,15 @@ _env = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
+
+
+def _day(day: date, language: str) -> str:
+    """A date as people write it: ``2 March 2026``, ``2 marzo 2026``."""
+    # British order for English: the day first reads the same to EU and US readers.
+    return str(format_date(day, format="long", locale="en_GB" if language == "en" else language))
+
+
+_env.filters["day"] = _day
 
 
 @cache
