@@ -60,7 +60,7 @@ _env = Environment(
 
 def _day(day: date, language: str) -> str:
     """A date as people write it: ``2 March 2026``, ``2 marzo 2026``."""
-    # British order for English: the day first reads the same to EU and US readers.
+    # English dates in British order (2 March 2026), as the EU customers first served expect.
     return str(format_date(day, format="long", locale="en_GB" if language == "en" else language))
 
 
