@@ -147,11 +147,13 @@ def test_group_is_exact_for_near_templates_and_chains() -> None:
     base = int("f0f0f0f0f0f0f0f0", 16)
     items = {
         1: {"simhash": f"{base:016x}"},
-        2: {"simhash": f"{base ^ 0xFFF:016x}"},  # 12 bits from 1
-        3: {"simhash": f"{base ^ 0xFFF ^ (0xFFF << 20):016x}"},  # 12 from 2, 24 from 1
+        2: {"simhash": f"{base ^ 0x7FF:016x}"},  # 11 bits from 1
+        3: {"simhash": f"{base ^ 0x7FF ^ (0x7FF << 20):016x}"},  # 11 from 2, 22 from 1
+        5: {"simhash": f"{base ^ 0xFFF:016x}"},  # 12 from 1, 1 from 2: joins through 2
         4: {"simhash": f"{base ^ ((1 << 64) - 1):016x}"},  # the opposite
     }
-    assert group(items) == {1: [1, 2, 3], 4: [4]}
+    assert group(items) == {1: [1, 2, 3, 5], 4: [4]}
+    assert group({1: items[1], 5: items[5]}) == {1: [1], 5: [5]}
     assert links({"caller_id": "+39 347 0000000", "sender_ip": "2001:db8::1"}) == {
         "caller:+393470000000",
         "net:2001:db8::/48",
