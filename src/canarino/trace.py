@@ -8,6 +8,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -23,7 +24,7 @@ from . import models as m
 from . import store
 from .attribution import Attribution, CanaryFacts, ShareFacts, Suspect, attribute
 from .errors import InvalidInput
-from .normalize import PhoneCandidates
+from .normalize import PhoneCandidates, Pseudonymizer
 from .recognition import CanaryRecognizer, Candidate, Monitored, Recognition
 from .scope import (
     FIELD_BIT,
@@ -143,14 +144,10 @@ class _Read:
 def _read_source(
     source: Source,
     label: str,
-    index: PseudonymIndex,
-    ws: Workspace,
-    phones: PhoneCandidates,
-    monitored: Monitored,
+    pool: _BatchMatcher,
     room: int,
     progress: Progress | None,
     ticker: Callable[[int, int, int], None] | None = None,
-    workers: int | None = 1,
 ) -> _Read:
     layout = source.layout()
     # Matches go to a private Exposure: a member that fails half-way adds nothing.
@@ -159,19 +156,15 @@ def _read_source(
     first = next(batches, None)
     if first is None:
         return read
-    columns = classify_columns(layout.headers, first.data)
-    matcher = Matcher(index, ws.vault.pseudonyms, phones, columns, monitored)
-    if workers is None:
-        workers = _default_workers() if source.size >= PARALLEL_MIN_BYTES else 1
-    with _BatchMatcher(matcher, workers) as pool:
-        for bytes_read, rows, found in pool.map(chain([first], batches)):
-            read.candidates += found.candidates[: room - len(read.candidates)]
-            read.exposure.add(found)
-            read.rows += rows
-            if progress:
-                progress(bytes_read, source.size)
-            if ticker:
-                ticker(bytes_read, source.size, read.rows)
+    matcher = pool.matcher(classify_columns(layout.headers, first.data))
+    for bytes_read, rows, found in pool.map(matcher, chain([first], batches)):
+        read.candidates += found.candidates[: room - len(read.candidates)]
+        read.exposure.add(found)
+        read.rows += rows
+        if progress:
+            progress(bytes_read, source.size)
+        if ticker:
+            ticker(bytes_read, source.size, read.rows)
     read.matchable = bool(matcher.email_cols or matcher.phone_cols)
     for i, f in matcher.columns.items():
         name = layout.headers[i] if layout.headers and i < len(layout.headers) else ""
@@ -179,29 +172,44 @@ def _read_source(
     return read
 
 
-_WORKER_MATCHER: Matcher | None = None
+@dataclass
+class _Kit:
+    """Everything a matcher needs besides the column layout."""
+
+    index: PseudonymIndex
+    pseudonyms: Pseudonymizer
+    phones: PhoneCandidates
+    monitored: Monitored
+
+    def matcher(self, columns: dict[int, str]) -> Matcher:
+        """A matcher for one layout of columns."""
+        return Matcher(self.index, self.pseudonyms, self.phones, columns, self.monitored)
 
 
-def _start_worker(matcher: Matcher) -> None:
-    global _WORKER_MATCHER
-    _WORKER_MATCHER = matcher
+_WORKER_KIT: _Kit | None = None
 
 
-def _match_in_worker(data: pa.RecordBatch, first_row: int) -> BatchMatch:
-    assert _WORKER_MATCHER is not None
-    return _WORKER_MATCHER.match(data, first_row)
+def _start_worker(kit: _Kit) -> None:
+    global _WORKER_KIT
+    _WORKER_KIT = kit
+
+
+def _match_in_worker(columns: dict[int, str], data: pa.RecordBatch, first_row: int) -> BatchMatch:
+    assert _WORKER_KIT is not None
+    return _WORKER_KIT.matcher(columns).match(data, first_row)
 
 
 class _BatchMatcher:
     """Matches batches in this process, or in forked worker processes when ``workers`` > 1.
 
-    Workers are forked after the index is loaded, so they share it (copy-on-write) and
+    Workers are forked once the index is loaded and before any file is read, so they
+    share the index (copy-on-write), no reader thread is running when they start, and
     the workspace key never travels through a pipe. Results come back in batch order,
     so candidates and their limit are the same as in one process.
     """
 
-    def __init__(self, matcher: Matcher, workers: int) -> None:
-        self.matcher = matcher
+    def __init__(self, kit: _Kit, workers: int) -> None:
+        self.kit = kit
         self.workers = workers if "fork" in mp.get_all_start_methods() else 1
         self._pool: ProcessPoolExecutor | None = None
 
@@ -211,28 +219,36 @@ class _BatchMatcher:
                 self.workers,
                 mp_context=mp.get_context("fork"),
                 initializer=_start_worker,
-                initargs=(self.matcher,),
+                initargs=(self.kit,),
             )
+            # The pool forks on its first task: make that happen now, before reading.
+            self._pool.submit(int).result()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def map(self, batches: Iterable[Batch]) -> Iterator[tuple[int, int, BatchMatch]]:
+    def matcher(self, columns: dict[int, str]) -> Matcher:
+        """A matcher for one layout of columns."""
+        return self.kit.matcher(columns)
+
+    def map(
+        self, matcher: Matcher, batches: Iterable[Batch]
+    ) -> Iterator[tuple[int, int, BatchMatch]]:
         """``(bytes read, rows, matches)`` of each batch, in order."""
         if self._pool is None:
             for batch in batches:
                 yield (
                     batch.bytes_read,
                     batch.data.num_rows,
-                    self.matcher.match(batch.data, batch.first_row),
+                    matcher.match(batch.data, batch.first_row),
                 )
             return
         # A few batches in flight keep every worker busy while bounding memory.
         pending: deque[tuple[int, int, Future[BatchMatch]]] = deque()
         for batch in batches:
-            job = self._pool.submit(_match_in_worker, batch.data, batch.first_row)
+            job = self._pool.submit(_match_in_worker, matcher.columns, batch.data, batch.first_row)
             pending.append((batch.bytes_read, batch.data.num_rows, job))
             if len(pending) >= 2 * self.workers:
                 done, rows, job = pending.popleft()
@@ -258,13 +274,23 @@ def run_trace(
     ``problems`` and the rest is traced. ``progress(done, total)`` gets the bytes read
     of the current file after each batch; ``on_tick`` gets a :class:`Tick` that also
     counts the rows read so far. ``workers`` processes match the rows; by default
-    files of 32 MiB or more use one per CPU (at most two), smaller ones this process.
+    dumps of 32 MiB or more use one per CPU (at most two), smaller ones this process.
     """
     limits = Limits(ws.settings.max_line_bytes, ws.settings.max_columns, ws.settings.batch_rows)
-    with ws.db.session() as s, open_sources(path, limits, password=password) as dump:
-        index = load_index(s)
-        phones = PhoneCandidates(store.customer_countries(s) or ["IT"])
-        monitored = Monitored(ws.settings.mail_domains, ws.settings.phone_ranges)
+    with (
+        ExitStack() as stack,
+        ws.db.session() as s,
+        open_sources(path, limits, password=password) as dump,
+    ):
+        kit = _Kit(
+            load_index(s),
+            ws.vault.pseudonyms,
+            PhoneCandidates(store.customer_countries(s) or ["IT"]),
+            Monitored(ws.settings.mail_domains, ws.settings.phone_ranges),
+        )
+        if workers is None:
+            workers = _default_workers() if _input_size(path) >= PARALLEL_MIN_BYTES else 1
+        pool = stack.enter_context(_BatchMatcher(kit, workers))
         exposure = Exposure()
         candidates: list[Candidate] = []
         names: dict[str, str] = {}
@@ -278,14 +304,10 @@ def run_trace(
                 read = _read_source(
                     source,
                     label,
-                    index,
-                    ws,
-                    phones,
-                    monitored,
+                    pool,
                     MAX_CANDIDATES - len(candidates),
                     progress,
                     ticker,
-                    workers,
                 )
             except InvalidInput as exc:
                 if whole:
@@ -308,8 +330,7 @@ def run_trace(
                 f"{path}: found no email or phone column in {columns_seen} columns",
                 hint="canarino matches leaks on email addresses and phone numbers",
             )
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        size = sum(f.stat().st_size for f in files)
+        size = _input_size(path)
         exposed, matched_by = exposure.result()
         trace = m.Trace(
             source_name=path.name,
@@ -326,7 +347,7 @@ def run_trace(
             for o in exposed
             if o < 0
         }
-        for hit in _recognise(ws, s, candidates, monitored):
+        for hit in _recognise(ws, s, candidates, kit.monitored):
             canaries.setdefault(hit.canary_id, []).append(hit.how)
         _insert_matches(s, trace.id, customers, canaries)
         decision = _attribute(ws, s, trace.id, len(customers), trace.created_at)
@@ -349,6 +370,13 @@ def run_trace(
         )
         trace.result = report.as_dict()
         return report
+
+
+def _input_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _default_workers() -> int:
