@@ -1,11 +1,23 @@
 from __future__ import annotations
 
 import random
+import statistics
+from collections import Counter
 
 import phonenumbers
 import pytest
+from email_validator import validate_email
 
-from canarino.canaries import CanaryFactory, locale_for, mimic
+from canarino.canaries import (
+    CanaryFactory,
+    Profile,
+    ascii_fold,
+    email_pattern,
+    locale_for,
+    mimic,
+    render_local,
+)
+from canarino.testing import make_customer_base
 
 
 def test_canary_uses_monitored_domains_and_ranges_and_template_shape() -> None:
@@ -52,3 +64,186 @@ def test_mimic_keeps_letters_and_punctuation() -> None:
 def test_factory_needs_a_domain() -> None:
     with pytest.raises(ValueError):
         CanaryFactory([], [], random.Random(0))
+
+
+# --- distribution matching ---------------------------------------------------------------
+
+LOOKALIKE = [f"posta-{i}.example.it" for i in range(40)]
+RANGES = [f"+39{op}{i:03d}" for op in ("333", "347", "340", "328", "351") for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, str]]:
+    people = make_customer_base("it", 1_500, seed=21)
+    # As stored after import: empty fields are absent.
+    return [{k: v for k, v in p.items() if v} for p in people]
+
+
+@pytest.fixture(scope="module")
+def canaries(base: list[dict[str, str]]) -> list[dict[str, str]]:
+    rng = random.Random(8)
+    factory = CanaryFactory(LOOKALIKE, RANGES, rng, Profile.from_rows(base))
+    made = []
+    for _ in range(600):
+        template = rng.choice(base)
+        made.append(factory.make(template, template.get("country"), template.get("language")))
+    return [c.fields for c in made]
+
+
+@pytest.mark.parametrize(
+    ("local", "first", "last", "year", "pattern"),
+    [
+        ("mario.rossi80", "Mario", "Rossi", 1980, ("f", ".", "l", "yy")),
+        ("mrossi", "Mario", "Rossi", None, ("i", "l")),
+        ("rossi_mario1980", "Mario", "Rossi", 1980, ("l", "_", "f", "yyyy")),
+        ("niccolo.dangelo7", "Niccolò", "D'Angelo", 1990, ("f", ".", "l", "n1")),
+        ("lupo77", "Mario", "Rossi", 1980, ("w", "n2")),
+        ("m.rossi", "Mario", "Rossi", None, ("i", ".", "l")),
+        ("", "Mario", "Rossi", None, ()),
+        ("mario", "", "", None, ("w",)),
+        ("Ω+x", "Mario", "Rossi", None, ("w", "+", "w")),
+    ],
+)
+def test_email_pattern_reads_how_a_local_part_is_built(
+    local: str, first: str, last: str, year: int | None, pattern: tuple[str, ...]
+) -> None:
+    assert email_pattern(local, first, last, year) == pattern
+
+
+def test_email_pattern_survives_long_hostile_input() -> None:
+    local = "a" * 5_000 + "." * 100
+    assert email_pattern(local, "a", "aa", 1999)[:1] in (("f",), ("l",))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [("f", ".", "l", "yy"), (".", "f"), ("f", "."), ("f", ".", ".", "l"), (), ("n99",), ("w",)],
+)
+def test_rendered_local_parts_are_valid_addresses(pattern: tuple[str, ...]) -> None:
+    local = render_local(pattern, "Anna Maria", "Dell'Acqua", 1975, "sole", random.Random(1))
+    assert validate_email(f"{local}@example.it", check_deliverability=False)
+
+
+def test_canaries_use_only_monitored_domains_and_ranges(canaries: list[dict[str, str]]) -> None:
+    assert all(c["email"].rsplit("@", 1)[1] in LOOKALIKE for c in canaries if "email" in c)
+    assert all(c["phone"][:9] in RANGES for c in canaries if "phone" in c)
+    assert all(
+        phonenumbers.is_valid_number(phonenumbers.parse(c["phone"]))
+        for c in canaries
+        if "phone" in c
+    )
+
+
+def test_canaries_are_spread_evenly_over_domains_and_ranges(
+    canaries: list[dict[str, str]],
+) -> None:
+    domains = Counter(c["email"].rsplit("@", 1)[1] for c in canaries if "email" in c)
+    assert set(domains) == set(LOOKALIKE)
+    assert max(domains.values()) - min(domains.values()) <= 1
+    ranges = Counter(c["phone"][:9] for c in canaries if "phone" in c)
+    assert len(ranges) == len(RANGES)
+
+
+def test_canary_phones_keep_the_operator_of_their_template(base: list[dict[str, str]]) -> None:
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(4), Profile.from_rows(base))
+    for person in base[:200]:
+        if person.get("phone", "")[3:6] in {r[3:6] for r in RANGES}:
+            canary = factory.make(person, "IT", "it").fields
+            assert canary["phone"][3:6] == person["phone"][3:6]
+
+
+def test_canaries_keep_contact_points_unique(canaries: list[dict[str, str]]) -> None:
+    emails = [c["email"] for c in canaries if "email" in c]
+    phones = [c["phone"] for c in canaries if "phone" in c]
+    # Rare repeats are redrawn when shares store canaries; here they must stay rare.
+    assert len(set(emails)) >= 0.99 * len(emails) and len(set(phones)) >= 0.99 * len(phones)
+
+
+def test_canary_names_follow_the_real_frequencies(
+    base: list[dict[str, str]], canaries: list[dict[str, str]]
+) -> None:
+    real_last = Counter(p["last_name"] for p in base)
+    fake_last = Counter(c["last_name"] for c in canaries)
+    top = [name for name, _ in real_last.most_common(10)]
+    real_share = sum(real_last[n] for n in top) / len(base)
+    fake_share = sum(fake_last[n] for n in top) / len(canaries)
+    assert fake_share == pytest.approx(real_share, abs=0.05)
+    seen = sum(c["first_name"].title() in {p["first_name"].title() for p in base} for c in canaries)
+    assert seen / len(canaries) > 0.8
+
+
+def test_canary_birth_years_follow_the_real_ones(
+    base: list[dict[str, str]], canaries: list[dict[str, str]]
+) -> None:
+    real = [int(p["birth_date"][:4]) for p in base if "birth_date" in p]
+    fake = [int(c["birth_date"][:4]) for c in canaries if "birth_date" in c]
+    assert statistics.mean(fake) == pytest.approx(statistics.mean(real), abs=2.5)
+    assert statistics.stdev(fake) == pytest.approx(statistics.stdev(real), abs=2.5)
+    assert len(fake) / len(canaries) == pytest.approx(len(real) / len(base), abs=0.05)
+
+
+def test_canary_local_parts_follow_the_real_recipes(
+    base: list[dict[str, str]], canaries: list[dict[str, str]]
+) -> None:
+    def recipes(rows: list[dict[str, str]]) -> Counter[str]:
+        return Counter(
+            "".join(email_pattern(r["email"].split("@")[0], r["first_name"], r["last_name"], None))
+            for r in rows
+            if "email" in r
+        )
+
+    real, fake = recipes(base), recipes(canaries)
+    for recipe in ("f.l", "fl", "i.l"):
+        assert fake[recipe] / fake.total() == pytest.approx(real[recipe] / real.total(), abs=0.05)
+
+
+def test_canary_places_numbers_and_casing_come_from_the_real_rows(
+    base: list[dict[str, str]], canaries: list[dict[str, str]]
+) -> None:
+    places = {(p["city"], p["postcode"], p["region"]) for p in base}
+    assert all((c["city"], c["postcode"], c["region"]) in places for c in canaries)
+    real_ids = {p["customer_id"] for p in base}
+    low, high = min(real_ids), max(real_ids)
+    ids = [c["customer_id"] for c in canaries]
+    assert all(low <= i <= high and i not in real_ids for i in ids)
+    assert len(set(ids)) == len(ids)
+    upper = sum(c["first_name"].isupper() for c in canaries) / len(canaries)
+    assert upper == pytest.approx(
+        sum(p["first_name"].isupper() for p in base) / len(base), abs=0.02
+    )
+
+
+def test_monitored_provider_domains_are_used_as_often_as_by_customers(
+    base: list[dict[str, str]],
+) -> None:
+    # A company that owns a consumer domain (an ISP) can give it to canaries.
+    factory = CanaryFactory(
+        [*LOOKALIKE, "libero.it"], RANGES, random.Random(3), Profile.from_rows(base)
+    )
+    made = [factory.make(p, "IT", "it").fields for p in random.Random(5).choices(base, k=600)]
+    real = sum(p["email"].endswith("@libero.it") for p in base) / len(base)
+    share = sum(c.get("email", "").endswith("@libero.it") for c in made) / len(made)
+    assert share == pytest.approx(real, abs=0.04)
+    assert all(
+        c["email"].rsplit("@", 1)[1] in {*LOOKALIKE, "libero.it"} for c in made if "email" in c
+    )
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"email": "no-at-sign", "birth_date": "not a date", "first_name": "李", "last_name": "王"},
+        {"email": "@", "phone": "+39", "customer_id": "", "region": "MI"},
+        {"phone": "not a number", "birth_date": "31/02/1990", "customer_id": "X" * 500},
+        {"first_name": "=cmd|' /C calc'!A0", "last_name": "\x00", "email": "a@b@c"},
+    ],
+)
+def test_malformed_real_rows_still_give_monitored_canaries(row: dict[str, str]) -> None:
+    rows = [dict(row) for _ in range(30)]
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(2), Profile.from_rows(rows))
+    for _ in range(20):
+        fields = factory.make(dict(row), "IT", "it").fields
+        assert "email" in fields or "phone" in fields
+        assert fields.get("email", "@posta-0.example.it").rsplit("@", 1)[1] in LOOKALIKE
+        assert fields.get("phone", "+39333000")[:9] in RANGES
+        assert fields["first_name"] and ascii_fold(fields["first_name"]) is not None

@@ -98,6 +98,7 @@ def email_pattern(local: str, first: str, last: str, year: int | None) -> tuple[
     Tokens: ``f``/``l`` first/last name, ``i`` first initial, ``yy``/``yyyy`` birth year,
     ``nK`` K other digits, ``w`` a word that is not the name, separators as themselves.
     """
+    local = local[:64]  # the longest a local part may be (RFC 5321)
     words = [("f", ascii_fold(first)), ("l", ascii_fold(last))]
     if year:
         words += [("yyyy", str(year)), ("yy", f"{year % 100:02d}")]

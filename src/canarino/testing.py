@@ -613,7 +613,7 @@ def iter_customer_base(kind: str, n: int, seed: int = 0) -> Iterator[dict[str, s
     """Yield ``n`` customers of a realistic base: ``"it"``, ``"eu"`` or ``"us"``.
 
     Same fields as :func:`iter_customers`; some phones and birth dates are missing and a
-    few names are in capitals, as in real customer files. Reproducible for a seed.
+    few names are in capitals, as in real customer files. Seeded; as with Faker, city names can differ between Python processes.
     """
     if kind not in BASES:
         raise ValueError(f"unknown customer base {kind!r}; choose from {', '.join(BASES)}")

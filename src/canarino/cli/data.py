@@ -19,6 +19,7 @@ from ..workspace import init_workspace
 from .base import (
     JsonOpt,
     WorkspaceOpt,
+    _app,
     _print_json,
     _progress,
     _workspace,
@@ -27,6 +28,9 @@ from .base import (
     out,
     recipients_app,
 )
+
+canaries_app = _app("Canary records outside shares: honey records for live systems.")
+app.add_typer(canaries_app, name="canaries")
 
 # --- workspace ---------------------------------------------------------------------------
 
@@ -223,6 +227,60 @@ def share_cmd(
         f"A leak of {result.detection_limit:.1%} or more of this export will contain a canary "
         "(99% of the time)."
     )
+
+
+@canaries_app.command("honey")
+def canaries_honey(
+    recipient: Annotated[
+        str, typer.Option(help="The live system (CRM, helpdesk) that imports the records.")
+    ],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the records (CSV).")],
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, help="How many records (default: as many as a share would get)."),
+    ] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated fields (default: every field the customers have)."),
+    ] = None,
+    customers: Annotated[
+        str,
+        typer.Option(
+            "--customers",
+            help="Customers the system holds, e.g. 'country=IT' (default: all); the records "
+            "are drawn to look like them.",
+        ),
+    ] = "",
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write canaries as honey records for a live system, shaped like a customers file.
+
+    Import the file into the system (it may need a column mapping) and never into
+    canarino: the records are recorded as a share to RECIPIENT, so a leak of the system
+    that contains them names it.
+    """
+    with _workspace(workspace) as ws:
+        result = shares.create_honey_share(
+            ws, recipient, out_path, count=count, fields=fields, customer_filter=customers
+        )
+    if json_out:
+        _print_json(
+            {
+                "share_id": result.share_id,
+                "recipient": result.recipient,
+                "records": result.canaries,
+                "fields": result.fields,
+                "path": str(result.path),
+                "sha256": result.sha256,
+            }
+        )
+        return
+    out.print(
+        f"Share #{result.share_id} to [bold]{result.recipient}[/]: "
+        f"{result.canaries:,} honey records written to {result.path}"
+    )
+    out.print("Import them into the system, not into canarino; delete the file afterwards.")
 
 
 @app.command("design")
