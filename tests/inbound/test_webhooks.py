@@ -10,8 +10,10 @@ from urllib.parse import urlencode
 import pytest
 
 from canarino.inbound.webhooks import (
+    MAX_BODY,
     MAX_URLS,
     PayloadError,
+    PayloadTooLarge,
     ReplayGuard,
     SignatureError,
     find_urls,
@@ -281,6 +283,16 @@ def test_malformed_twilio_posts_are_refused(
 def test_broken_form_bodies_are_refused(body: bytes) -> None:
     with pytest.raises(PayloadError, match="form post"):
         form_params(body)
+
+
+def test_oversized_bodies_are_refused_before_they_are_read() -> None:
+    big = _sms(text="x" * MAX_BODY)
+    with pytest.raises(PayloadTooLarge, match="larger than 65536 bytes"):
+        parse_generic("sms", big)
+    with pytest.raises(PayloadTooLarge):
+        form_params(b"Body=" + b"y" * MAX_BODY)
+    # Exactly at the limit is still read.
+    parse_generic("sms", _sms(text="x" * (MAX_BODY - len(_sms(text="")))))
 
 
 def test_an_unknown_channel_is_a_programmer_error() -> None:

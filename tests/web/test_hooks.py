@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -294,3 +295,23 @@ def test_a_storage_failure_answers_503_and_the_retry_is_stored(
     assert reply.headers["retry-after"] == "30"
     assert httpx.post(f"{server}/hooks/sms", content=body, headers=headers).status_code == 202
     assert sighting_counts(fresh.ws)["evidence"] == 1
+
+
+def test_a_burst_of_webhooks_raises_one_alert(server: str, fresh: World) -> None:
+    phones = _phones(fresh, "Vendor A")[:4]
+    bodies = [
+        _sms_body(p, text=f"Offerta {i}: https://burst.example/{i}") for i, p in enumerate(phones)
+    ]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        replies = list(
+            pool.map(
+                lambda b: httpx.post(f"{server}/hooks/sms", content=b, headers=_signed(b)), bodies
+            )
+        )
+    assert [r.status_code for r in replies] == [202] * len(bodies)
+    deadline = time.monotonic() + 20
+    while not list_alerts(fresh.ws) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let any other run finish
+    (alert,) = list_alerts(fresh.ws)
+    assert alert.recipient == "Vendor A" and alert.sightings == len(bodies)

@@ -268,6 +268,13 @@ def _check_channel(channel: str) -> None:
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
 
 
+def _check_size(body: bytes) -> None:
+    if len(body) > MAX_BODY:
+        raise PayloadTooLarge(
+            f"the body is larger than {MAX_BODY} bytes", hint="send one message per request"
+        )
+
+
 def _canary_number(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PayloadError(f"'{name}' must be the number that was contacted, as a string")
@@ -302,6 +309,7 @@ def _evidence(provider: str, caller: str | None, text: str) -> dict[str, Any]:
 def parse_generic(channel: str, body: bytes) -> Inbound:
     """Read a generic JSON webhook: ``{"from","to","text","at"}`` (SMS) or ``transcript`` (voice)."""
     _check_channel(channel)
+    _check_size(body)
     allowed = {"from", "to", "at", "id", "text" if channel == "sms" else "transcript"}
     try:
         data = json.loads(body)
@@ -346,6 +354,7 @@ def parse_generic(channel: str, body: bytes) -> Inbound:
 
 def form_params(body: bytes) -> list[tuple[str, str]]:
     """The name/value pairs of an ``application/x-www-form-urlencoded`` body."""
+    _check_size(body)
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))

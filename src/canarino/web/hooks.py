@@ -10,6 +10,7 @@ a sighting, and alerts are raised once the answer is sent.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
@@ -66,12 +67,34 @@ def _guard(request: Request) -> wh.ReplayGuard:
     return guard
 
 
-def _raise_alerts(ws: Workspace) -> None:
-    try:
-        alerts.raise_alerts(ws)
-    except Exception:
-        # The sighting is stored; the periodic run delivers what this one could not.
-        log.exception("raising alerts after a webhook failed")
+class _AlertTrigger:
+    """Raises alerts after webhooks; a burst of webhooks makes one run, then one more."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._running = threading.Lock()
+        self._again = False
+
+    def __call__(self) -> None:
+        self._again = True
+        if not self._running.acquire(blocking=False):
+            return  # the run in progress goes round once more
+        try:
+            while self._again:
+                self._again = False
+                alerts.raise_alerts(self.ws)
+        except Exception:
+            # The sighting is stored; the periodic run delivers what this one could not.
+            log.exception("raising alerts after a webhook failed")
+        finally:
+            self._running.release()
+
+
+def _trigger(request: Request, ws: Workspace) -> _AlertTrigger:
+    trigger: _AlertTrigger | None = getattr(request.app.state, "hook_alerts", None)
+    if trigger is None or trigger.ws is not ws:
+        trigger = request.app.state.hook_alerts = _AlertTrigger(ws)
+    return trigger
 
 
 def _candidate_urls(request: Request, public_url: str) -> list[str]:
@@ -118,6 +141,8 @@ async def _receive(request: Request, channel: str) -> Response:
             inbound = wh.parse_generic(channel, body)
     except wh.SignatureError as exc:
         return _problem(401, str(exc), channel, provider)
+    except wh.PayloadTooLarge as exc:
+        return _problem(413, str(exc), channel, provider)
     except wh.PayloadError as exc:
         return _problem(400, str(exc), channel, provider)
     if guard.seen(replay_key, now):
@@ -132,7 +157,7 @@ async def _receive(request: Request, channel: str) -> Response:
         reply = _problem(503, "the message could not be stored; send it again", channel, provider)
         reply.headers["Retry-After"] = "30"
         return reply
-    task = BackgroundTask(_raise_alerts, ws)
+    task = BackgroundTask(_trigger(request, ws))
     if twilio:
         return Response(wh.TWIML_EMPTY, media_type="application/xml", background=task)
     # The answer is the same for every number: it must not tell canaries apart.
