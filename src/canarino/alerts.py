@@ -260,7 +260,8 @@ def _view(ws: Workspace, alert: m.Alert, verdict: dict[str, Any] | None = None) 
         sightings=len(rows),
         channels=sorted({c for c, _ in rows}),
         first_seen=seen[0].isoformat(timespec="seconds") if seen else None,
-        p_value=alert.p_value,
+        # The verdict of this round, when there is one, is newer than the stored p-value.
+        p_value=verdict.get("p_value", alert.p_value),
         accused=bool(verdict.get("accused", False)),
         explanation=str(verdict.get("explanation", "")),
         link=f"{ws.settings.public_url.rstrip('/')}/shares/{share.id}",
@@ -278,7 +279,11 @@ def summary(view: AlertView) -> str:
         if view.p_value is not None
         else "the decoder has no p-value for this recipient yet"
     )
-    verdict = f"{view.recipient} is accused" if view.accused else "no recipient is accused yet"
+    verdict = (
+        f"{view.recipient} is accused"
+        if view.accused
+        else f"{view.recipient} is not accused at the workspace's error bound (yet)"
+    )
     lines = [
         f"Canaries of share #{view.share_id}, sent to {view.recipient} ({view.recipient_kind}) "
         f"on {shared} UTC, were contacted: {view.sightings} sighting(s) by "
