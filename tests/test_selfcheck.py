@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import csv
 import email
 import email.policy
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -222,6 +224,55 @@ def test_link_opens_once(loaded: Workspace) -> None:
             select(func.count()).select_from(m.AuditEvent).where(m.AuditEvent.target == link.target)
         )
     assert opened == 1
+
+
+def test_a_link_opened_at_the_same_time_twice_opens_once(loaded: Workspace) -> None:
+    token = issue_link(loaded, [1], "en")
+    outcomes: list[str] = []
+
+    def open_it() -> None:
+        try:
+            consume_link(loaded, token)
+            outcomes.append("opened")
+        except LinkError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["opened"] + ["refused"] * 7
+
+
+def test_two_processes_opening_a_link_at_once_open_it_once(
+    loaded: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two engines on one database stand for two web processes; without the thread lock
+    # only the database orders them.
+    monkeypatch.setattr(selfcheck, "_consume_lock", contextlib.nullcontext())
+    token = issue_link(loaded, [1], "en")
+    other = Workspace.open(loaded.settings)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def open_it(ws: Workspace) -> None:
+        start.wait()
+        try:
+            consume_link(ws, token)
+            outcomes.append("opened")
+        except LinkError:
+            outcomes.append("refused")
+
+    try:
+        threads = [threading.Thread(target=open_it, args=(w,)) for w in (loaded, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        other.close()
+    assert sorted(outcomes) == ["opened", "refused"]
 
 
 def test_link_expires_after_a_day(loaded: Workspace) -> None:

@@ -35,7 +35,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from . import models as m
@@ -280,11 +280,11 @@ def read_link(ws: Workspace, token: str, *, now: datetime | None = None) -> Link
     return Link(ids, language if language in LANGUAGES else "en", expires, target)
 
 
-def _opened(s: Session, target: str) -> bool:
+def _opened(s: Session, target: str) -> int:
     found = s.scalar(
         select(func.count()).select_from(m.AuditEvent).where(m.AuditEvent.target == target)
     )
-    return bool(found)
+    return found or 0
 
 
 _consume_lock = threading.Lock()
@@ -293,11 +293,16 @@ _consume_lock = threading.Lock()
 def consume_link(ws: Workspace, token: str, *, now: datetime | None = None) -> Link:
     """Use a link up: record the reading in the audit log, or refuse a second use."""
     link = read_link(ws, token, now=now)
-    # The audit entry is also the single-use marker; the lock keeps two threads of one
-    # process from both passing the check (SQLite serialises writers across processes).
+    # The audit entry is also the single-use marker. It is written first and the entries
+    # counted after: the write takes SQLite's one writer lock, so a second process counts
+    # two; PostgreSQL gets the same order from a lock on the link; the thread lock covers
+    # the threads of this process.
     with _consume_lock, ws.db.session() as s:
-        if _opened(s, link.target):
-            raise LinkError(_EXPIRED, hint=_ASK_AGAIN)
+        if s.get_bind().dialect.name == "postgresql":
+            key = int.from_bytes(
+                bytes.fromhex(link.target.rpartition(":")[2][:16]), "big", signed=True
+            )
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         s.add(
             m.AuditEvent(
                 actor="public self-check",
@@ -306,6 +311,9 @@ def consume_link(ws: Workspace, token: str, *, now: datetime | None = None) -> L
                 detail={"customers": list(link.customer_ids)},
             )
         )
+        s.flush()
+        if _opened(s, link.target) > 1:
+            raise LinkError(_EXPIRED, hint=_ASK_AGAIN)
     return link
 
 
