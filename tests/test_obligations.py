@@ -46,6 +46,8 @@ def test_gdpr_authority_notice_is_due_72_hours_after_awareness() -> None:
     assert ob.remaining(aware + timedelta(hours=1)) == timedelta(hours=71)
     # Across the start of daylight saving time the absolute deadline does not move.
     assert ob.as_dict(aware, "Europe/Rome")["due_local"] == "2026-03-30T12:00+02:00"
+    # Whatever zone the viewer asks for, the authority's own clock is given too.
+    assert ob.as_dict(aware, "UTC")["due_authority_time"] == "2026-03-30T12:00+02:00"
     assert ob.citation.endswith("Art. 33(1)")
     assert ob.authority is not None and ob.authority.portal == "https://servizi.gpdp.it"
     assert "Garante" in ob.duty

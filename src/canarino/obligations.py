@@ -261,6 +261,11 @@ class Obligation:
             "anchor_at": iso(self.anchor_at),
             "due_at": iso(self.due_at),
             "due_local": iso(local, "minutes"),
+            "due_authority_time": iso(
+                self.due_at.astimezone(ZoneInfo(self.timezone)) if self.due_at else None,
+                "minutes",
+            ),
+            "timezone": self.timezone,
             "remaining_hours": None if left is None else round(left.total_seconds() / 3600, 2),
             "without_undue_delay": self.without_undue_delay,
             "triggered_by": list(self.triggered_by),

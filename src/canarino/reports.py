@@ -571,7 +571,7 @@ def draft_report(
                     "rule_id",
                     "title",
                     "due_at",
-                    "due_local",
+                    "due_authority_time",
                     "status",
                     "citation",
                     "verification",
@@ -626,7 +626,7 @@ def _markdown(report: Report) -> str:
     for d in report.duties:
         mark = "" if d["verification"] == "verified" else " (UNVERIFIED)"
         lines.append(
-            f"- `{d['key']}` {d['title']}: due {d['due_local'] or 'without undue delay'}, "
+            f"- `{d['key']}` {d['title']}: due {d['due_authority_time'] or 'without undue delay'}, "
             f"{d['status']}; {d['citation']}{mark}"
         )
     lines += ["", "## Gaps to fill before filing", ""]
@@ -654,7 +654,7 @@ def _html(report: Report) -> str:
     parts.append("<h2>Duties this notice answers</h2><ul>")
     for d in report.duties:
         mark = "" if d["verification"] == "verified" else " <strong>(UNVERIFIED)</strong>"
-        due = d["due_local"] or "without undue delay"
+        due = d["due_authority_time"] or "without undue delay"
         parts.append(
             f"<li><code>{e(d['key'])}</code> {e(d['title'])}: due {e(due)}, "
             f"{e(d['status'])}; {e(d['citation'])}{mark}</li>"
