@@ -125,7 +125,8 @@ def _code_digest(ws: Workspace, code: str) -> str:
 
 
 def _contact_of(ws: Workspace, customer_id: int, channel: str) -> tuple[str, str]:
-    record = load_customers(ws, [customer_id]).get(customer_id)
+    in_range = 1 <= customer_id < 2**31  # larger numbers overflow the database's integers
+    record = load_customers(ws, [customer_id]).get(customer_id) if in_range else None
     if record is None:
         raise NotFound(
             f"no customer number {customer_id}", hint="check the number in the customer list"

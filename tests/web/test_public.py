@@ -531,6 +531,9 @@ BAD_REGISTRATIONS = [
     ({"customer_id": 1, "channel": "phone", "purpose": "p", "ttl_minutes": 0}, 422),
     ({"customer_id": 9999, "channel": "phone", "purpose": "p"}, 404),
     ({"contact": "<script>", "channel": "phone", "purpose": "p"}, 422),
+    ({"customer_id": 10**30, "channel": "phone", "purpose": "p"}, 422),
+    ({"customer_id": 1, "channel": "phone", "purpose": "\x00\x1b"}, 422),
+    ({"customer_id": 1, "channel": "phone", "purpose": "p", "staff": "\x00"}, 422),
 ]
 
 

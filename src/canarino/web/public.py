@@ -410,7 +410,7 @@ Analyst = Annotated[Principal, Depends(analyst)]
 class ContactIn(BaseModel):
     """An outbound contact to register: a customer number or a contact point, not both."""
 
-    customer_id: int | None = Field(None, ge=1, description="Customer number.")
+    customer_id: int | None = Field(None, ge=1, le=2**31 - 1, description="Customer number.")
     contact: str | None = Field(
         None, max_length=selfcheck.MAX_CONTACT, description="E-mail address or phone number."
     )
