@@ -20,6 +20,7 @@ from canarino.inbound.webhooks import (
     form_params,
     parse_generic,
     parse_twilio,
+    read_webhook,
     sign_generic,
     text_evidence,
     twilio_signature,
@@ -322,3 +323,25 @@ def test_url_lists_are_capped_and_deduplicated() -> None:
     assert len(urls) == MAX_URLS and len(set(urls)) == MAX_URLS
     assert text_evidence("no links, just words")["simhash"]
     assert find_urls("see (https://a.example/p).") == ["https://a.example/p"]
+
+
+def test_read_webhook_picks_the_form_by_its_signature_header() -> None:
+    body = _sms()
+    headers = {
+        "X-Canarino-Timestamp": STAMP,
+        "X-Canarino-Signature": sign_generic(SECRET, STAMP, body),
+    }
+    keys = {"urls": [TWILIO_URL], "webhook_secret": SECRET, "twilio_token": b"12345", "now": NOW}
+    generic = read_webhook("sms", body, headers, **keys)
+    assert generic.replay_key == "generic:" + headers["X-Canarino-Signature"]
+    form = urlencode(TWILIO_PARAMS).encode()
+    twilio = read_webhook(
+        "voice", form, {"X-Twilio-Signature": "0/KCTR6DLpKmkAf8muzZqo1nDgQ="}, **keys
+    )
+    assert twilio.replay_key == "twilio:CA1234567890ABCDE" and twilio.sighting.seen_at == NOW
+    with pytest.raises(SignatureError, match="not enabled"):
+        read_webhook("sms", body, headers, **{**keys, "webhook_secret": None})
+    with pytest.raises(SignatureError, match="not enabled"):
+        read_webhook("voice", form, {"X-Twilio-Signature": "x"}, **{**keys, "twilio_token": None})
+    with pytest.raises(SignatureError, match="unsigned"):
+        read_webhook("sms", body, {}, **keys)

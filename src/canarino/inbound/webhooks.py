@@ -25,7 +25,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -74,6 +74,8 @@ class Inbound:
     evidence: dict[str, Any] = field(default_factory=dict)
     provider_id: str | None = None
     text: str = ""
+    #: What identifies this very request, to refuse a replay of it.
+    replay_key: str = ""
 
 
 # --- signatures ----------------------------------------------------------------------------
@@ -393,3 +395,34 @@ def parse_twilio(
         message_id=provider_id,
     )
     return Inbound(sighting, evidence, provider_id, text)
+
+
+def read_webhook(
+    channel: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    urls: Sequence[str],
+    webhook_secret: bytes | None,
+    twilio_token: bytes | None,
+    now: datetime | None = None,
+) -> Inbound:
+    """Verify and read one webhook request, in whichever form it came.
+
+    ``headers`` is case-insensitive (as web frameworks give them) or uses the names as
+    spelled here; ``urls`` are the addresses Twilio may have signed. A key that is not
+    configured refuses its form.
+    """
+    now = now or datetime.now(UTC)
+    if TWILIO_HEADER in headers:
+        if twilio_token is None:
+            raise SignatureError("Twilio webhooks are not enabled on this server")
+        params = form_params(body)
+        verify_twilio(twilio_token, headers.get(TWILIO_HEADER), urls, params)
+        inbound = parse_twilio(channel, params, now=now)
+        return replace(inbound, replay_key=str(inbound.provider_id))
+    if webhook_secret is None:
+        raise SignatureError("signed webhooks are not enabled on this server")
+    signature = headers.get(SIGNATURE_HEADER)
+    verify_generic(webhook_secret, headers.get(TIMESTAMP_HEADER), signature, body, now=now)
+    return replace(parse_generic(channel, body), replay_key=f"generic:{signature}")
