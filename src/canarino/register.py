@@ -78,7 +78,8 @@ def _row(view: IncidentView, assessments: int) -> dict[str, str]:
         "determined_at": _iso(view.determined_at),
         "contained_at": _iso(view.contained_at),
         "people": str(view.people),
-        "jurisdictions": ", ".join(f"{c} {n}" for c, n in view.by_jurisdiction.items()),
+        "jurisdictions": ", ".join(f"{c} {n}" for c, n in view.by_jurisdiction.items())
+        + "".join(f"; {c} {n} (counted by hand)" for c, n in (facts.get("counts") or {}).items()),
         "data": ", ".join(view.by_field) + "".join(f", {c}" for c in facts.get("categories", [])),
         "encryption": encrypted,
         "description": str(facts.get("description", "")),

@@ -158,7 +158,7 @@ def _people_here(c: _Context) -> str | None:
 
 def _records(c: _Context) -> str | None:
     total = c.people()
-    return f"at least {total:,} (one matched record per person)" if total else None
+    return f"at least {total:,} (one record per affected person)" if total else None
 
 
 def _nature(c: _Context) -> str | None:
@@ -200,8 +200,9 @@ def _individuals(c: _Context) -> str | None:
 
 
 def _jurisdictions(c: _Context) -> str | None:
-    codes = sorted(c.incident.get("by_jurisdiction", {}))
-    return ", ".join(code for code in codes if code != "unknown") or None
+    codes = set(c.incident.get("by_jurisdiction", {}))
+    codes |= set(c.incident.get("facts", {}).get("counts") or {})
+    return ", ".join(sorted(codes - {"unknown"})) or None
 
 
 def _notifier(c: _Context) -> str:

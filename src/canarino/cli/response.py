@@ -365,7 +365,7 @@ def incidents_report(
         report = incidents.draft_report(ws, incident_id, to)
     text = reports.render(report, fmt)
     if out_file is None:
-        out.print(text, markup=False, highlight=False)
+        typer.echo(text, nl=False)  # plain: Rich would re-wrap the draft's lines
         return
     write_file(out_file, text.encode("utf-8"))
     out.print(f"Draft written to {out_file}: {len(report.gaps)} gaps to fill")
