@@ -43,6 +43,7 @@ docs: install
 bench: install
 	$(BIN)/python bench/trace.py
 	$(BIN)/python bench/attribution.py
+	$(BIN)/python bench/smtp_load.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     smtp_rate_per_minute: int = Field(
         600, ge=1, description="Most inbound messages accepted per client IP per minute."
     )
+    smtp_tls_cert: Path | None = Field(
+        None, description="PEM certificate chain the inbound SMTP listener offers STARTTLS with."
+    )
+    smtp_tls_key: Path | None = Field(None, description="PEM private key of smtp_tls_cert.")
     raw_message_cap: int = Field(
         1 << 20,
         ge=1024,
