@@ -139,3 +139,128 @@ def test_export_cells_cannot_run_as_spreadsheet_formulas(cell: str, safe: str) -
     from canarino.shares import spreadsheet_safe
 
     assert spreadsheet_safe(cell) == safe
+
+
+def test_share_canaries_look_like_the_real_rows_of_the_share(
+    shared: dict[str, ShareResult], people: list[dict[str, str]]
+) -> None:
+    _, rows = _rows(shared["Vendor B"].path)
+    canary_rows = [r for r in rows if r[3].split("@")[1] in MAIL_DOMAINS]
+    real_ids = {p["customer_id"] for p in people}
+    low = min(real_ids)
+    for row in canary_rows:
+        # The fixture's numbers have no gaps: canaries take the next ones, like new customers.
+        assert row[0] >= low and len(row[0]) == len(low) and row[0] not in real_ids
+    assert len({r[0] for r in canary_rows}) == len(canary_rows)
+
+
+def _honey_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as fp:
+        reader = csv.DictReader(fp)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_honey_records_are_canaries_only_shaped_like_a_customers_file(
+    loaded: Workspace, tmp_path: Path
+) -> None:
+    from canarino.customers import import_customers
+    from canarino.shares import create_honey_share
+    from canarino.workspace import init_workspace
+
+    add_recipient(loaded, "Helpdesk", "system")
+    out = tmp_path / "honey.csv"
+    result = create_honey_share(loaded, "Helpdesk", out, count=25, rng=random.Random(3))
+    header, rows = _honey_rows(out)
+    assert header == [
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "address",
+        "city",
+        "postcode",
+        "region",
+        "country",
+        "language",
+        "birth_date",
+        "customer_id",
+    ]
+    assert len(rows) == result.canaries == 25 and result.customers == 400
+    assert all(r["email"].split("@")[1] in MAIL_DOMAINS for r in rows if r["email"])
+    with loaded.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(m.ShareCanary)) == 25
+        assert s.scalar(select(func.count()).select_from(m.ShareCustomer)) == 400
+        emails = {p["email"] for p in _stored_customers(loaded)}
+    assert not emails & {r["email"] for r in rows}
+    # A CRM or helpdesk reads it like any customers file.
+    other = init_workspace(tmp_path / "crm", mail_domains=["crm.example"], phone_ranges=[])
+    try:
+        assert import_customers(other, out).imported == 25
+    finally:
+        other.close()
+
+
+def _stored_customers(ws: Workspace) -> list[dict[str, str]]:
+    from canarino.customers import CUSTOMER_CONTEXT
+
+    with ws.db.session() as s:
+        return [
+            ws.vault.open(b, context=CUSTOMER_CONTEXT) for b in s.scalars(select(m.Customer.sealed))
+        ]
+
+
+def test_honey_cells_cannot_run_as_spreadsheet_formulas(ws: Workspace, tmp_path: Path) -> None:
+    from canarino.customers import import_customers
+    from canarino.shares import create_honey_share
+
+    hostile = tmp_path / "hostile.csv"
+    lines = ["email,city,region,customer_id"] + [
+        f'p{i}@posta.it,=HYPERLINK("http://x"),@SUM(A1),=1+{i}' for i in range(30)
+    ]
+    hostile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert import_customers(ws, hostile).imported == 30
+    add_recipient(ws, "CRM", "system")
+    out = tmp_path / "honey.csv"
+    create_honey_share(ws, "CRM", out, count=10)
+    raw = out.read_text(encoding="utf-8")
+    cells = [c for line in raw.splitlines()[1:] for c in next(csv.reader([line]))]
+    assert cells and not any(c[:1] in ("=", "@") for c in cells)
+
+
+def test_honey_errors_leave_no_file_and_no_record(loaded: Workspace, tmp_path: Path) -> None:
+    from canarino.shares import create_honey_share
+
+    out = tmp_path / "honey.csv"
+    with pytest.raises(NotFound):
+        create_honey_share(loaded, "nobody", out)
+    add_recipient(loaded, "CRM", "system")
+    with pytest.raises(InvalidInput, match="at least 1"):
+        create_honey_share(loaded, "CRM", out, count=0)
+    with pytest.raises(InvalidInput, match="no customer matches"):
+        create_honey_share(loaded, "CRM", out, customer_filter="country=JP")
+    with pytest.raises(ValueError, match="unknown field"):
+        create_honey_share(loaded, "CRM", out, fields="email,shoe_size")
+    assert not out.exists() and not list(tmp_path.glob(".canarino-*"))
+    with loaded.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(m.Share)) == 0
+
+
+def test_honey_command_writes_the_file_and_reports_json(loaded: Workspace, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from canarino.cli import app
+
+    add_recipient(loaded, "CRM", "system")
+    out = tmp_path / "honey.csv"
+    args = ["canaries", "honey", "--recipient", "CRM", "--out", str(out), "--count", "12"]
+    result = CliRunner().invoke(app, [*args, "--json", "-w", str(loaded.settings.workspace)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["records"] == 12 and report["recipient"] == "CRM"
+    assert len(_honey_rows(out)[1]) == 12
+    failed = CliRunner().invoke(
+        app, [*args[:3], "Nobody", *args[4:], "-w", str(loaded.settings.workspace)]
+    )
+    assert failed.exit_code == 1 and "Error:" in failed.output
