@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from . import models as m
 from .attribution import Attribution, one_in
+from .errors import DeliveryError
 from .inbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_generic
 from .sightings import attribute_sightings
 from .workspace import Workspace
@@ -96,9 +97,9 @@ def _url_key(kind: str, url: str) -> str:
 def _targets(ws: Workspace) -> dict[str, _Target]:
     cfg = ws.settings
     out: dict[str, _Target] = {}
-    if cfg.smtp_relay:
-        for address in cfg.security_contacts:
-            out[f"email:{address}"] = _Target(f"email:{address}", "email", address)
+    # Contacts count as targets even without a relay: the alert waits for one to be set.
+    for address in cfg.security_contacts:
+        out[f"email:{address}"] = _Target(f"email:{address}", "email", address)
     for url in cfg.alert_webhooks:
         out[_url_key("webhook", url)] = _Target(_url_key("webhook", url), "webhook", url)
     for url in cfg.slack_webhooks:
@@ -304,7 +305,8 @@ def _payload(view: AlertView) -> dict[str, Any]:
 
 def _send_email(ws: Workspace, target: _Target, view: AlertView) -> None:
     cfg = ws.settings
-    assert cfg.smtp_relay is not None
+    if not cfg.smtp_relay:
+        raise DeliveryError("no smtp_relay is set", hint="set smtp_relay = 'HOST:PORT'")
     host, _, port = (
         cfg.smtp_relay.rpartition(":") if ":" in cfg.smtp_relay else (cfg.smtp_relay, "", "25")
     )
@@ -359,6 +361,8 @@ _SENDERS: dict[str, Callable[[Workspace, _Target, AlertView], None]] = {
 
 def _error(exc: Exception) -> str:
     """Why a delivery failed, without the URL (it may hold a token)."""
+    if isinstance(exc, DeliveryError):
+        return str(exc)
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}"
     if isinstance(exc, smtplib.SMTPResponseException):
