@@ -289,12 +289,11 @@ def test_sightings_are_recorded_and_never_return_the_contact(api: Callable[[str]
     assert client.get("/api/sightings/attribution").status_code == 200
 
 
-def test_design_and_counts_answer_like_the_cli(api: Callable[[str], Any]) -> None:
+def test_counts_answer_like_the_cli(api: Callable[[str], Any]) -> None:
     client = api("viewer")
     assert client.get("/api/customers/count").json()["count"] == 300
-    design = client.get("/api/design", params={"recipients": 100}).json()
-    assert design["per_share"] > 0
-    assert client.get("/api/design", params={"recipients": 0}).status_code == 422
+    # Sizing a design can take minutes of CPU: it stays a command, not a web request.
+    assert client.get("/api/design", params={"recipients": 100}).status_code == 404
 
 
 def test_admin_manages_users_through_the_api(api: Callable[[str], Any]) -> None:

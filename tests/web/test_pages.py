@@ -246,3 +246,21 @@ def test_admin_adds_and_disables_users_and_tokens_from_the_page(fresh: WebFixtur
         "/users", data={"csrf_token": token, "username": "y", "role": "viewer", "password": "short"}
     )
     assert short.status_code == 422 and "too short" in short.text
+
+
+def test_hostile_paging_and_ids_are_refused_not_crashed(
+    client_for: Client, web: WebFixture
+) -> None:
+    client = client_for("viewer")
+    for url in (
+        f"/incidents/{web.incident_id}?offset=abc",
+        f"/incidents/{web.incident_id}?offset=-5",
+        "/incidents/99999999999999999999",
+        "/traces/0",
+        "/audit?offset=1e9",
+    ):
+        response = client.get(url)
+        assert response.status_code in (403, 404, 422), url
+        assert "text/html" in response.headers["content-type"]
+    page = client.get(f"/incidents/{web.incident_id}?offset=25").text
+    assert 'data-testid="page-prev"' in page

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 
@@ -33,7 +34,6 @@ from .. import (
     trace,
     users,
 )
-from ..design import DesignInput, plan
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..store import count_customers
 from ..workspace import Workspace
@@ -53,6 +53,7 @@ Viewer = Annotated[Principal, Depends(viewer)]
 Analyst = Annotated[Principal, Depends(analyst)]
 Admin = Annotated[Principal, Depends(admin)]
 
+Id = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="A number shown in lists.")]
 router = APIRouter(prefix="/api", dependencies=[Depends(viewer)])
 
 
@@ -66,6 +67,44 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong and how to fix it."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+PROBLEMS = {
+    "400": "The request body could not be read.",
+    "401": "No valid session or API token.",
+    "403": "The role does not allow this, or the CSRF token is missing.",
+    "404": "No such thing, or no such path.",
+    "422": "Invalid input; ``errors`` lists where.",
+    "500": "An unexpected error; it was logged.",
+}
+
+
+def _document_problems(schema: dict[str, Any]) -> None:
+    """Every operation can answer with these problems; say so in the schema."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+        Problem.model_json_schema()
+    )
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, text in PROBLEMS.items():
+                responses[code] = {
+                    "description": text,
+                    "content": {"application/problem+json": {"schema": ref}},
+                }
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
 
 
 class Me(BaseModel):
@@ -376,7 +415,7 @@ def start_trace(ws: Workspace, jobs: Jobs, who: Principal, path: Path, password:
     return jobs.start("trace", who.name, work, target=path.name)
 
 
-def start_send(ws: Workspace, jobs: Jobs, who: Principal, incident_id: int, body: SendIn) -> Job:
+def start_send(ws: Workspace, jobs: Jobs, who: Principal, incident_id: Id, body: SendIn) -> Job:
     """Send an incident's prepared notices in the background."""
     host, _, port = body.smtp.rpartition(":")
     if not 0 < int(port) < 65536:
@@ -405,7 +444,7 @@ def people_page(
     ws: Workspace,
     who: Principal,
     address: str | None,
-    incident_id: int,
+    incident_id: Id,
     limit: int,
     offset: int,
     reveal: bool,
@@ -431,7 +470,7 @@ def people_page(
     return page
 
 
-def export_people_csv(ws: Workspace, who: Principal, address: str | None, incident_id: int) -> str:
+def export_people_csv(ws: Workspace, who: Principal, address: str | None, incident_id: Id) -> str:
     """Every affected person of an incident, unmasked, as CSV; the export is logged."""
     out = io.StringIO()
     writer = csv.writer(out)
@@ -483,6 +522,7 @@ def openapi(request: Request) -> JSONResponse:
             "scheme": "bearer",
         }
         schema["security"] = [{"bearer": []}]
+        _document_problems(schema)
         app.state.api_schema = schema
     return JSONResponse(app.state.api_schema)
 
@@ -511,14 +551,14 @@ def recipients_add(request: Request, body: RecipientIn, who: Analyst) -> Recipie
 
 
 @router.get("/recipients/{recipient_id}", response_model=RecipientDetail)
-def recipients_show(request: Request, recipient_id: int) -> RecipientDetail:
+def recipients_show(request: Request, recipient_id: Id) -> RecipientDetail:
     """One recipient with its staff and authorised senders."""
     return RecipientDetail(**views.get_recipient(_ws(request), recipient_id))
 
 
 @router.post("/recipients/{recipient_id}/senders", response_model=RecipientDetail, status_code=201)
 def recipients_allow(
-    request: Request, recipient_id: int, body: SenderIn, who: Analyst
+    request: Request, recipient_id: Id, body: SenderIn, who: Analyst
 ) -> RecipientDetail:
     """Authorise a recipient's sender (``canarino recipients allow``)."""
     ws = _ws(request)
@@ -571,7 +611,7 @@ def shares_list(
     request: Request,
     limit: Limit = 50,
     offset: Offset = 0,
-    recipient_id: Annotated[int | None, Query(ge=1)] = None,
+    recipient_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Page[ShareOut]:
     """Shares, newest first."""
     page = views.list_shares(_ws(request), limit=limit, offset=offset, recipient_id=recipient_id)
@@ -617,13 +657,13 @@ def shares_create(request: Request, body: ShareIn, who: Analyst) -> ShareCreated
 
 
 @router.get("/shares/{share_id}", response_model=ShareOut)
-def shares_show(request: Request, share_id: int) -> ShareOut:
+def shares_show(request: Request, share_id: Id) -> ShareOut:
     """One share."""
     return ShareOut(**views.get_share(_ws(request), share_id).as_dict())
 
 
 @router.get("/shares/{share_id}/export", response_class=FileResponse)
-def shares_export(request: Request, share_id: int, who: Analyst) -> Response:
+def shares_export(request: Request, share_id: Id, who: Analyst) -> Response:
     """Download a share's export file (made through the web); the download is logged."""
     ws = _ws(request)
     views.get_share(ws, share_id)
@@ -666,7 +706,7 @@ def traces_list(request: Request, limit: Limit = 50, offset: Offset = 0) -> Page
 
 
 @router.get("/traces/{trace_id}")
-def traces_show(request: Request, trace_id: int) -> dict[str, Any]:
+def traces_show(request: Request, trace_id: Id) -> dict[str, Any]:
     """A stored trace: suspects with evidence, scope; no personal data."""
     return trace.get_trace_report(_ws(request), trace_id)
 
@@ -702,14 +742,14 @@ def incidents_open(request: Request, body: IncidentIn, who: Analyst) -> Incident
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentOut)
-def incidents_show(request: Request, incident_id: int) -> IncidentOut:
+def incidents_show(request: Request, incident_id: Id) -> IncidentOut:
     """An incident: counts, obligations with deadlines, notices (``canarino incidents show``)."""
     ws = _ws(request)
     return _incident(ws, incidents.show_incident(ws, incident_id))
 
 
 @router.post("/incidents/{incident_id}/risk", response_model=IncidentOut)
-def incidents_risk(request: Request, incident_id: int, body: RiskIn, who: Analyst) -> IncidentOut:
+def incidents_risk(request: Request, incident_id: Id, body: RiskIn, who: Analyst) -> IncidentOut:
     """Record the risk assessment; obligations are recomputed (``canarino incidents risk``)."""
     ws = _ws(request)
     view = incidents.assess_risk(ws, incident_id, body.level, body.reason)
@@ -720,7 +760,7 @@ def incidents_risk(request: Request, incident_id: int, body: RiskIn, who: Analys
 @router.get("/incidents/{incident_id}/people", response_model=Page[PersonOut])
 def incidents_people(
     request: Request,
-    incident_id: int,
+    incident_id: Id,
     who: Viewer,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -739,7 +779,7 @@ def incidents_people(
 
 
 @router.get("/incidents/{incident_id}/people.csv", response_class=Response)
-def incidents_people_csv(request: Request, incident_id: int, who: Analyst) -> Response:
+def incidents_people_csv(request: Request, incident_id: Id, who: Analyst) -> Response:
     """Every affected person, unmasked, as CSV; the export is logged."""
     body = export_people_csv(_ws(request), who, client_address(request), incident_id)
     return Response(
@@ -750,7 +790,7 @@ def incidents_people_csv(request: Request, incident_id: int, who: Analyst) -> Re
 
 
 @router.post("/incidents/{incident_id}/notices/prepare")
-def notices_prepare(request: Request, incident_id: int, who: Analyst) -> dict[str, Any]:
+def notices_prepare(request: Request, incident_id: Id, who: Analyst) -> dict[str, Any]:
     """Render one notice per affected person (``canarino notices prepare``)."""
     ws = _ws(request)
     report = delivery.prepare_notices(ws, incident_id)
@@ -761,13 +801,13 @@ def notices_prepare(request: Request, incident_id: int, who: Analyst) -> dict[st
 
 
 @router.post("/incidents/{incident_id}/notices/send", response_model=JobOut, status_code=202)
-def notices_send(request: Request, incident_id: int, body: SendIn, who: Analyst) -> JSONResponse:
+def notices_send(request: Request, incident_id: Id, body: SendIn, who: Analyst) -> JSONResponse:
     """Send the prepared notices through an SMTP relay in the background; poll the job."""
     return _accepted(start_send(_ws(request), _jobs(request), who, incident_id, body))
 
 
 @router.get("/incidents/{incident_id}/notices", response_model=dict[str, int])
-def notices_status(request: Request, incident_id: int) -> dict[str, int]:
+def notices_status(request: Request, incident_id: Id) -> dict[str, int]:
     """An incident's notices by delivery state (``canarino notices status``)."""
     return delivery.notice_states(_ws(request), incident_id)
 
@@ -802,23 +842,6 @@ def sightings_import(
 def sightings_attribution(request: Request, strong_only: bool = False) -> dict[str, Any]:
     """Recipients whose canaries are being contacted (``canarino sightings trace``)."""
     return sightings.attribute_sightings(_ws(request), strong_only=strong_only).as_dict()
-
-
-@router.get("/design")
-def design(
-    recipients: Annotated[int, Query(ge=1, le=10_000_000)],
-    colluders: Annotated[int, Query(ge=1, le=10)] = 1,
-    smallest_leak: Annotated[float, Query(gt=0, le=1)] = 0.02,
-    epsilon: Annotated[float, Query(gt=0, lt=0.5)] = 1e-6,
-    miss: Annotated[float, Query(gt=0, lt=1)] = 0.01,
-    noise: Annotated[float, Query(ge=0, lt=1)] = 1e-6,
-) -> dict[str, Any]:
-    """Size the canary design (``canarino design``, without the simulation)."""
-    try:
-        result = plan(DesignInput(recipients, colluders, smallest_leak, epsilon, miss, noise))
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    return result.as_dict()
 
 
 @router.get("/users", response_model=list[UserOut])

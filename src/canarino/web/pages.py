@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
 from .. import audit, delivery, incidents, recipients, trace, users
@@ -22,11 +22,13 @@ from .auth import Principal, admin, analyst, client_address, viewer, workspace_o
 from .i18n import translator
 from .render import language_of, render
 
+Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A number shown in lists.")]
 router = APIRouter(include_in_schema=False, dependencies=[Depends(viewer)])
 Viewer = Annotated[Principal, Depends(viewer)]
 Analyst = Annotated[Principal, Depends(analyst)]
 Admin = Annotated[Principal, Depends(admin)]
 PAGE = 25
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -69,7 +71,7 @@ def overview(request: Request) -> Response:
 
 
 @router.get("/recipients/{recipient_id}")
-def recipient_page(request: Request, recipient_id: int) -> Response:
+def recipient_page(request: Request, recipient_id: Id) -> Response:
     """One recipient: who they are, their staff, senders and shares."""
     ws = workspace_of(request)
     return render(
@@ -83,7 +85,7 @@ def recipient_page(request: Request, recipient_id: int) -> Response:
 
 
 @router.get("/shares/{share_id}")
-def share_page(request: Request, share_id: int) -> Response:
+def share_page(request: Request, share_id: Id) -> Response:
     """One share as the ledger recorded it."""
     ws = workspace_of(request)
     share = views.get_share(ws, share_id)
@@ -122,7 +124,7 @@ def traces_upload(
 
 
 @router.get("/traces/{trace_id}")
-def trace_page(request: Request, trace_id: int) -> Response:
+def trace_page(request: Request, trace_id: Id) -> Response:
     """A trace: suspects, the evidence picture, and the exposed data."""
     ws = workspace_of(request)
     report = trace.get_trace_report(ws, trace_id)
@@ -153,7 +155,7 @@ def trace_page(request: Request, trace_id: int) -> Response:
 @router.post("/traces/{trace_id}/incident")
 def trace_open_incident(
     request: Request,
-    trace_id: int,
+    trace_id: Id,
     who: Analyst,
     title: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
@@ -193,14 +195,18 @@ def job_progress(request: Request, job_id: str) -> Response:
 
 
 def _incident_context(
-    request: Request, incident_id: int, who: Principal, *, reveal: int | None = None
+    request: Request,
+    incident_id: int,
+    who: Principal,
+    *,
+    offset: int = 0,
+    reveal: int | None = None,
 ) -> dict[str, Any]:
     ws = workspace_of(request)
     lang = language_of(request)
     t = translator(lang)
     now = datetime.now(UTC)
     view = incidents.show_incident(ws, incident_id, now=now)
-    offset = max(0, int(request.query_params.get("offset", "0") or 0))
     page = api.people_page(
         ws, who, client_address(request), incident_id, PAGE, offset, reveal=False
     )
@@ -241,13 +247,16 @@ def _incident_context(
 
 
 @router.get("/incidents/{incident_id}")
-def incident_page(request: Request, incident_id: int, who: Viewer) -> Response:
+def incident_page(request: Request, incident_id: Id, who: Viewer, offset: Offset = 0) -> Response:
     """An incident: timeline, affected breakdown, obligations with countdowns, notices."""
-    return render(request, "incident.html", _incident_context(request, incident_id, who))
+    context = _incident_context(request, incident_id, who, offset=offset)
+    return render(request, "incident.html", context)
 
 
 @router.post("/incidents/{incident_id}/people/{customer_id}/reveal")
-def incident_reveal(request: Request, incident_id: int, customer_id: int, who: Analyst) -> Response:
+def incident_reveal(
+    request: Request, incident_id: Id, customer_id: Id, who: Analyst, offset: Offset = 0
+) -> Response:
     """Show one person's contact data unmasked; the request is written to the audit log."""
     ws = workspace_of(request)
     audit.record(
@@ -258,12 +267,12 @@ def incident_reveal(request: Request, incident_id: int, customer_id: int, who: A
         detail={"customers": [customer_id]},
         address=client_address(request),
     )
-    context = _incident_context(request, incident_id, who, reveal=customer_id)
+    context = _incident_context(request, incident_id, who, offset=offset, reveal=customer_id)
     return render(request, "incident.html", context)
 
 
 @router.get("/incidents/{incident_id}/people.csv")
-def incident_export(request: Request, incident_id: int, who: Analyst) -> Response:
+def incident_export(request: Request, incident_id: Id, who: Analyst) -> Response:
     """Every affected person as CSV; the export is logged."""
     body = api.export_people_csv(workspace_of(request), who, client_address(request), incident_id)
     return Response(
@@ -276,7 +285,7 @@ def incident_export(request: Request, incident_id: int, who: Analyst) -> Respons
 @router.post("/incidents/{incident_id}/risk")
 def incident_risk(
     request: Request,
-    incident_id: int,
+    incident_id: Id,
     who: Analyst,
     level: Annotated[str, Form(max_length=16)],
     reason: Annotated[str, Form(min_length=1, max_length=2000)],
@@ -289,7 +298,7 @@ def incident_risk(
 
 
 @router.post("/incidents/{incident_id}/notices/prepare")
-def incident_prepare(request: Request, incident_id: int, who: Analyst) -> Response:
+def incident_prepare(request: Request, incident_id: Id, who: Analyst) -> Response:
     """Render the notices of this incident."""
     ws = workspace_of(request)
     report = delivery.prepare_notices(ws, incident_id)
@@ -302,7 +311,7 @@ def incident_prepare(request: Request, incident_id: int, who: Analyst) -> Respon
 @router.post("/incidents/{incident_id}/notices/send")
 def incident_send(
     request: Request,
-    incident_id: int,
+    incident_id: Id,
     who: Analyst,
     smtp: Annotated[str, Form(max_length=300)],
     starttls: Annotated[bool, Form()] = False,
@@ -364,7 +373,7 @@ def settings_save(
 def audit_page(
     request: Request,
     who: Admin,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     action: Annotated[str | None, Query(max_length=50)] = None,
 ) -> Response:
     """The audit log (administrators)."""
@@ -438,7 +447,7 @@ def tokens_add(
 
 
 @router.post("/tokens/{token_id}/revoke")
-def tokens_revoke(request: Request, token_id: int, who: Admin) -> Response:
+def tokens_revoke(request: Request, token_id: Id, who: Admin) -> Response:
     """Revoke an API token."""
     ws = workspace_of(request)
     users.revoke_token(ws, token_id)
