@@ -80,7 +80,15 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+MAX_SHOT_HEIGHT = 1600
+
+
 def shot(page: Any, name: str) -> None:
-    """Save a full-page screenshot as docs/screenshots/<name>.png."""
+    """Save a screenshot of the page's top (up to 1,600 px) as docs/screenshots/<name>.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    width, height = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    # Long lists of people would make megabyte images; the top tells the story.
+    clip = {"x": 0, "y": 0, "width": width, "height": min(height, MAX_SHOT_HEIGHT)}
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True, clip=clip)
