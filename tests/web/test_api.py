@@ -78,6 +78,8 @@ def test_wrong_method_is_a_405_problem(api: Callable[[str], Any]) -> None:
     response = api("viewer").delete("/api/me")
     assert response.status_code == 405
     assert response.headers["content-type"].startswith(PROBLEM)
+    both = api("viewer").delete("/api/recipients")
+    assert both.status_code == 405 and both.headers["allow"] == "GET, POST"
 
 
 def test_library_refusals_map_to_problem_statuses(api: Callable[[str], Any]) -> None:

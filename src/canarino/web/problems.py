@@ -7,6 +7,7 @@ by class (``InvalidInput`` → 422, ``NotFound`` → 404, ``PermissionDenied`` �
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     CanarinoError,
@@ -83,12 +85,38 @@ async def _sign_in(request: Request, exc: Exception) -> Response:
     return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
 
 
+def flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route of an app, included routers flattened."""
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)
+        if nested is not None:
+            yield from flat_routes(nested())
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the requested path answers to, for a 405's ``Allow`` header."""
+    methods: set[str] = set()
+    for route in flat_routes(request.app.routes):
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            continue
+        found, _ = matches(request.scope)
+        if found != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     response = _respond(request, exc.status_code, detail)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        # One route per method: the router only knows the first route's methods.
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
     return response
 
 

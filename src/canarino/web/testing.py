@@ -20,6 +20,7 @@ from ..testing import make_customers, make_dump, write_customers_csv
 from ..trace import run_trace
 from ..users import add_user
 from ..workspace import Workspace, init_workspace
+from .problems import flat_routes
 
 PASSWORDS = {
     "admin": "admin-password-1234",
@@ -83,9 +84,6 @@ def make_web_workspace(
 
 def iter_routes(routes: Iterable[Any]) -> Iterator[tuple[str, frozenset[str]]]:
     """Every ``(path, methods)`` an app answers, included routers flattened."""
-    for route in routes:
-        nested = getattr(route, "effective_candidates", None)
-        if nested is not None:
-            yield from iter_routes(nested())
-        elif getattr(route, "path", None) is not None:
+    for route in flat_routes(routes):
+        if getattr(route, "path", None) is not None:
             yield route.path, frozenset(getattr(route, "methods", None) or {"GET"})
