@@ -515,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for language in ("en", "it", "fr", "de", "es"):  # one-time imports and dictionaries
         readability("Warm up. The dictionaries load once.", language)
+    load: dict[str, float] = {}
     folder = args.keep or Path(tempfile.mkdtemp(prefix="canarino-bench-notices-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -524,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_seconds = time.perf_counter() - started
 
         print("preparing notices …", flush=True)
+        load["prepare"] = round(os.getloadavg()[0], 1)
         prepared, prep_s, prep_rss = timed(prepare_notices, ws, incident_id)
         if prepared.prepared != args.notices:
             print(f"prepared {prepared.prepared:,} of {args.notices:,}", file=sys.stderr)
@@ -539,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                     requeue(ws, incident_id)
                 checkpoint(ws)
                 print(f"round {number + 1}: canarino ({args.workers} connections) …", flush=True)
+                load.setdefault("send_canarino", round(os.getloadavg()[0], 1))
                 report, send_s, send_rss = timed(
                     send_notices, ws, incident_id, host=host, port=port, workers=args.workers
                 )
@@ -547,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                 canarino_rss = canarino_rss or send_rss
                 messages = messages or stored_messages(ws, incident_id)
                 print(f"round {number + 1}: raw smtplib loop …", flush=True)
+                load.setdefault("send_raw", round(os.getloadavg()[0], 1))
                 raw_sent, raw_s, raw_rss = timed(
                     raw_loop, host, port, ws.settings.company_email, messages
                 )
@@ -562,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             crash: dict[str, Any] | None = None
             if args.kills:
                 print(f"crash test: {args.kills} kills while sending again …", flush=True)
+                load["crash"] = round(os.getloadavg()[0], 1)
                 crash = crash_test(
                     ws,
                     folder,
@@ -618,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "python": platform.python_version(),
             "cpus": mp.cpu_count(),
+            # Other jobs on the machine: above the CPU count, the rates measure the sharing.
+            "load_average_1min": {**load, "end": round(os.getloadavg()[0], 1)},
             "platform": platform.platform(),
         },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -645,7 +652,8 @@ def render_markdown(r: dict[str, Any]) -> str:
 
 {r["notices"]:,} notices, one per affected person, sent to an aiosmtpd sink on loopback
 (`canarino.testing.SmtpSink` in a child process). Python {r["machine"]["python"]},
-{r["machine"]["cpus"]} CPUs, {r["date"][:10]}.
+{r["machine"]["cpus"]} CPUs, {r["date"][:10]}; load average (1 min) when each step
+started: {_loads(r["machine"].get("load_average_1min", {}))}.
 
 | step | seconds | per second | peak RSS (MiB) |
 |---|---:|---:|---:|
@@ -668,6 +676,10 @@ def render_markdown(r: dict[str, Any]) -> str:
 - The raw loop holds every compressed message in memory before it starts, so its peak
   RSS includes them; highest RSS of the whole run: {r["max_rss_mib"]:,} MiB.
 {render_crash(r["crash"])}"""
+
+
+def _loads(load: dict[str, float]) -> str:
+    return ", ".join(f"{step.replace('_', ' ')} {value}" for step, value in load.items()) or "-"
 
 
 def render_crash(c: dict[str, Any] | None) -> str:
