@@ -40,7 +40,7 @@ def test_exclusive_hits_accuse_with_a_p_value_and_explain_themselves() -> None:
     assert (b.recipient, b.canaries_seen, b.accused) == ("B", 1, False)
     assert "3 of the 4 canaries" in a.explanation and "1 in 10^" in a.explanation
     assert "not enough to accuse" in b.explanation
-    assert result.threshold == pytest.approx(1e-6 / 2)
+    assert result.threshold == pytest.approx(1e-6 / (2 * 2))  # two recipients, two tests
     assert result.cover == ["A", "B"]
 
 

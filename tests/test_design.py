@@ -50,18 +50,30 @@ def test_two_layer_design_reproduces_the_reference_simulation_setup() -> None:
     )
     exclusive, shared = d.layer("exclusive"), d.layer("shared")
     assert exclusive is not None and shared is not None
-    assert shared.pool == 763 and shared.bias == pytest.approx(math.exp(-1 / 3), abs=1e-4)
-    # The miss chance is split over the three colluders, so all three show up in a union.
-    assert exclusive.per_share >= 47
+    # ε is split over three tests: exclusive records, exclusive contacts, shared.
+    assert shared.pool == shared_pool(200, 3, 0.2, 1e-3 / 3, 0.01)[0]
+    assert shared.bias == pytest.approx(math.exp(-1 / 3), abs=1e-4)
+    # The miss chance is split over the three colluders, so all three show up in a union;
+    # one record hit each is enough, while a combo list needs several contact hits.
+    assert exclusive.per_share == math.ceil(math.log(3 / 0.01) / -math.log(0.8))
+    assert exclusive.hits_needed == 1 and exclusive.contact_hits >= 3
     assert d.per_share == exclusive.per_share + shared.per_share
 
 
 def test_single_leaker_design_has_no_shared_layer_and_a_consistent_limit() -> None:
     d = plan(DesignInput(recipients=25, smallest_leak=0.02))
     (only,) = d.layers
-    assert only.name == "exclusive" and only.hits_needed >= 2
-    assert d.detection_limit <= 0.02 + 1e-9
-    assert binom.sf(only.hits_needed - 1, only.per_share, d.detection_limit) == pytest.approx(0.99)
+    assert only.name == "exclusive" and only.hits_needed == 1 and only.contact_hits >= 2
+    assert d.detection_limit == pytest.approx(1 - 0.01 ** (1 / only.per_share))
+    assert d.detection_limit <= 0.02 + 1e-9 < d.contact_limit
+    assert binom.sf(only.contact_hits - 1, only.per_share, d.contact_limit) == pytest.approx(0.99)
+
+
+def test_high_record_noise_asks_for_more_than_one_record() -> None:
+    quiet = plan(DesignInput(recipients=1000, smallest_leak=0.05))
+    noisy = plan(DesignInput(recipients=1000, smallest_leak=0.05, noise=1e-3, record_noise=1e-4))
+    assert quiet.layers[0].hits_needed == 1 < noisy.layers[0].hits_needed
+    assert noisy.layers[0].per_share > quiet.layers[0].per_share
 
 
 def test_shared_pool_minimises_at_q_e_to_minus_one_over_c() -> None:
@@ -82,6 +94,8 @@ def test_detection_limit_for_one_hit_is_the_closed_form() -> None:
         {"recipients": 5, "smallest_leak": 0},
         {"recipients": 5, "epsilon": 1.5},
         {"recipients": 5, "noise": -1},
+        {"recipients": 5, "noise": 1e-6, "record_noise": 1e-3},
+        {"recipients": 5, "record_noise": -1e-15},
     ],
 )
 def test_impossible_inputs_are_refused(bad: dict[str, float]) -> None:
@@ -93,4 +107,4 @@ def test_tardos_layer_is_sized_but_marked_unassigned() -> None:
     d = plan(DesignInput(recipients=200, colluders=3, smallest_leak=0.2, epsilon=1e-3, tardos=True))
     tardos = d.layer("tardos")
     assert tardos is not None and "not yet assigned" in tardos.note
-    assert tardos.pool == math.ceil(math.pi**2 * 9 * math.log(200 / (1e-3 / 3)) / 0.2)
+    assert tardos.pool == math.ceil(math.pi**2 * 9 * math.log(200 / (1e-3 / 4)) / 0.2)

@@ -5,9 +5,17 @@ carry their evidence. The decision rests on the exact per-recipient tail test: a
 innocent recipient's holdings were drawn independently of whatever produced the leak,
 so the number of observed canaries it holds has a known null distribution (binomial for
 exclusive canaries hit by background noise, Poisson-binomial for shared ones). A
-recipient is accused when its p-value is at most ε/(N·ℓ) for N recipients and ℓ layers;
+recipient is accused when its p-value is at most ε/(N·ℓ) for N recipients and ℓ tests;
 by the union bound no innocent is accused with probability above ε, whatever the
 colluders did and however little of the data leaked.
+
+Exclusive canaries are weighed by two tests. A *contact hit* (a canary's e-mail or phone
+in the leak) can be guessed: permutators build name-based addresses on our domains and
+whole phone ranges can be dialled, so contacts are tested against the background rate
+``noise``. A *record hit* (two independently drawn identifiers of one canary, such as
+its e-mail and its phone, in one row) cannot be produced by guessing: the pairing exists
+only in the copies we made. Records are tested against ``record_noise``, which control
+canaries seen as records raise, so one record can accuse while one contact cannot.
 
 Real customers are shown beside the canaries: a recipient that never received some of
 the leaked customers cannot be the only source. That evidence ranks but never accuses,
@@ -26,6 +34,13 @@ from typing import Any
 import numpy as np
 
 MIN_COVERAGE = 0.8
+# Chance per canary that an innocent path puts two of its independent identifiers in one
+# row. Guessing the e-mail happens at the contact rate (≤ 1e-6 per canary, measured by
+# the controls); the phone was drawn apart from the name and the address, across ranges
+# and carriers of ≥ 10^9 numbers, so a guess pairs it with the right address at most 1 in
+# 10^9 times. The product is a model, not a measurement: control canaries seen as
+# records are the measurement, and they raise it (see :func:`attribute`).
+RECORD_NOISE = 1e-15
 
 
 def _stats() -> Any:
@@ -54,12 +69,15 @@ class CanaryFacts:
     """An observed canary: its layer, its bias and the share events it went out in.
 
     ``shares`` may be a tuple or an integer array; arrays keep large decodes fast.
+    ``record`` is true when the leak held it as a record (two of its independent
+    identifiers in one row), not only as a contact point.
     """
 
     canary_id: int
     layer: str
     bias: float
     shares: tuple[int, ...] | np.ndarray
+    record: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,7 @@ class Suspect:
     shares: list[ShareEvidence] = field(default_factory=list)
     window: list[str] | None = None
     explanation: str = ""
+    records_seen: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -110,6 +129,8 @@ class Attribution:
     noise: float
     controls_seen: int
     cover: list[str]
+    record_noise: float | None = None
+    control_records: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -122,6 +143,8 @@ class Attribution:
             "noise": self.noise,
             "controls_seen": self.controls_seen,
             "cover": self.cover,
+            "record_noise": self.record_noise,
+            "control_records": self.control_records,
         }
 
 
@@ -174,7 +197,9 @@ def attribute(
     recipients: int,
     epsilon: float = 1e-6,
     noise: float = 1e-6,
+    record_noise: float | None = RECORD_NOISE,
     controls: tuple[int, int] = (0, 0),
+    control_records: int | None = None,
     found_at: datetime | None = None,
     limit: int = 10,
 ) -> Attribution:
@@ -186,12 +211,25 @@ def attribute(
     shares; ``controls`` = (control canaries seen, control canaries in the pool), which
     raise the noise estimate when the channel is noisier than assumed. Every accused
     recipient is returned, then the strongest others up to ``limit`` in all.
+
+    Exclusive hits go through two tests: all of them (a record is also a contact)
+    against Bin(m, ``noise``), and the record hits alone against Bin(m,
+    ``record_noise``). The record test always counts in ℓ, so the union bound holds
+    whether or not a record turns up; ``record_noise=None`` drops it, for evidence that
+    cannot hold records (sightings of single contact points). ``control_records`` is
+    the number of control canaries seen as records (by default counted in
+    ``observed``); any raises ``record_noise`` to at least seen/pool, because a control
+    never left the company and only its own copy could have paired its identifiers.
     """
     seen_controls, pool_controls = controls
     if seen_controls and pool_controls:
         noise = max(noise, seen_controls / pool_controls)
+    if control_records is None:
+        control_records = sum(1 for c in observed if c.layer == "control" and c.record)
+    if record_noise is not None and control_records:
+        record_noise = max(record_noise, control_records / max(pool_controls, control_records))
     evidence = [c for c in observed if c.layer != "control"]
-    layers = 1 + any(c.layer == "shared" for c in evidence)
+    layers = 1 + (record_noise is not None) + any(c.layer == "shared" for c in evidence)
     threshold = epsilon / (max(recipients, 1) * layers)
 
     # Recipients get dense indices so every count below is one vectorised pass.
@@ -218,13 +256,19 @@ def attribute(
         pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
         pair_canary, pair_owner = pairs // n, pairs % n
     exclusive_mask = np.array([c.layer == "exclusive" for c in evidence], dtype=bool)
+    record_mask = np.array([c.record for c in evidence], dtype=bool)
     is_exclusive = exclusive_mask[pair_canary]
     hx = np.bincount(pair_owner[is_exclusive], minlength=n)
+    hr = np.bincount(pair_owner[is_exclusive & record_mask[pair_canary]], minlength=n)
     hs = np.bincount(pair_owner[~is_exclusive], minlength=n)
-    m = np.array([exclusive_counts.get(rid, 0) for rid in rids])
+    # A ledger that undercounts a recipient's canaries must not make its hits impossible.
+    m = np.maximum([exclusive_counts.get(rid, 0) for rid in rids], hx)
     p_x = np.ones(n)
     hit = hx > 0
     p_x[hit] = _stats().binom.sf(hx[hit] - 1, m[hit], noise)
+    if record_noise is not None:
+        rec = hr > 0
+        p_x[rec] = np.minimum(p_x[rec], _stats().binom.sf(hr[rec] - 1, m[rec], record_noise))
     p_s = np.ones(n)
     shared_biases = [c.bias for c, ex in zip(evidence, exclusive_mask, strict=True) if not ex]
     for k in np.unique(events[hs > 0]):
@@ -267,6 +311,7 @@ def attribute(
             canaries_observed=len(evidence),
             customers_covered=int(covered[i]),
             customers_matched=customers_matched,
+            records_seen=int(hr[i]),
             shares=[
                 ShareEvidence(
                     f.share_id,
@@ -300,6 +345,8 @@ def attribute(
         noise,
         seen_controls,
         greedy_cover(holdings, names),
+        record_noise,
+        control_records,
     )
 
 
@@ -349,6 +396,11 @@ def explain(s: Suspect) -> str:
             f"{s.recipient} ({where}); the chance that an innocent recipient matches this "
             f"well is {one_in(s.p_value)}"
         )
+        if s.records_seen:
+            parts.append(
+                f"{s.records_seen} of them appeared as whole records (two identifiers "
+                "drawn apart, in one row), which guessing does not produce"
+            )
         if not s.accused:
             parts.append("not enough to accuse at the workspace's error bound")
     if s.customers_matched:

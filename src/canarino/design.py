@@ -5,7 +5,14 @@ Pure arithmetic on the formulas of the attribution note (F1-F5): an exclusive la
 layer (each canary given to each recipient with probability q = e^(-1/c)) survives
 colluders who keep only the records they all hold; an optional Tardos-type layer resists
 every strategy at a much higher cost. The family-wise error ε is split evenly over the
-layers in use (Bonferroni), as the decoder does.
+tests in use (Bonferroni), as the decoder does: the exclusive layer counts two, one for
+record hits (a canary's independent identifiers in one row) and one for contact hits.
+
+The exclusive layer is sized for leaks of whole rows, where one record hit accuses
+(``record_hits``, 1 unless the record noise is high). A leak of one identifier column
+alone (a combo list of e-mail addresses) carries only contact hits, which need
+``hits_needed`` of them under the contact noise: that is the limit of the guarantee,
+and :attr:`Design.contact_limit` states it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class DesignInput:
     miss: float = 0.01
     noise: float = 1e-6
     tardos: bool = False
+    record_noise: float = 1e-15
 
     def check(self) -> None:
         """Refuse values outside the range the formulas hold for."""
@@ -47,6 +55,8 @@ class DesignInput:
                 problems.append(f"{name} must be between 0 and 1 (exclusive)")
         if not 0 <= self.noise < 1:
             problems.append("noise must be in [0, 1)")
+        if not 0 <= self.record_noise <= self.noise or self.record_noise >= 1:
+            problems.append("record_noise must be in [0, noise]: a record is also a contact")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -61,6 +71,8 @@ class Layer:
     bias: float
     hits_needed: int
     note: str = ""
+    # Exclusive layer: contact hits needed when the leak holds one identifier column only.
+    contact_hits: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class Design:
     fano_bound: float = 0.0
     # Smallest leaked fraction of a share that still names its single leaker (1 - δ).
     detection_limit: float = 1.0
+    # The same when only one identifier column leaks (contact hits only).
+    contact_limit: float = 1.0
 
     @property
     def per_share(self) -> int:
@@ -97,6 +111,7 @@ class Design:
             "per_share": self.per_share,
             "fano_bound": round(self.fano_bound, 1),
             "detection_limit": round(self.detection_limit, 5),
+            "contact_limit": round(self.contact_limit, 5),
         }
 
 
@@ -175,18 +190,22 @@ def plan(inputs: DesignInput) -> Design:
     """Size every layer for ``inputs``."""
     inputs.check()
     n, c, s = inputs.recipients, inputs.colluders, inputs.smallest_leak
-    layer_count = 1 + (c > 1) + inputs.tardos
+    # The exclusive layer is two tests (records, contacts); ε is split over every test.
+    layer_count = 2 + (c > 1) + inputs.tardos
     eps = inputs.epsilon / layer_count
     hits = 1
     # Each of c union colluders must show its own canaries: split the miss chance.
     miss_each = inputs.miss / c
     while True:
         m = exclusive_per_share(s, miss_each, hits)
-        needed = hits_needed(n, m, inputs.noise, eps)
+        needed = hits_needed(n, m, inputs.record_noise, eps)
         if needed <= hits:
             break
         hits = needed
-    layers = [Layer("exclusive", m, 0, 0.0, hits, "one recipient per canary")]
+    contacts = max(hits, hits_needed(n, m, inputs.noise, eps))
+    layers = [
+        Layer("exclusive", m, 0, 0.0, hits, "one recipient per canary", contact_hits=contacts)
+    ]
     if c > 1:
         pool, q = shared_pool(n, c, s, eps, inputs.miss)
         per = math.ceil(pool * q)
@@ -202,4 +221,5 @@ def plan(inputs: DesignInput) -> Design:
         layers,
         fano_bound(n, c, s, inputs.epsilon),
         detection_limit(m, inputs.miss, hits),
+        detection_limit(m, inputs.miss, contacts),
     )

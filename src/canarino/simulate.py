@@ -9,6 +9,13 @@ library's own test: :func:`canarino.attribution.attribute`, fed the way
 :mod:`canarino.trace` feeds it, or :func:`decide`, a vectorised path that computes the
 same p-values and the same accusations for many recipients at once.
 
+A leak of whole rows (``leak="rows"``) shows each leaked canary as a record (its
+e-mail and phone in one row); a combo list (``leak="column"``) shows one identifier
+only, so every hit is a contact hit. Background noise makes contact hits at rate
+``noise`` on any canary, whoever holds it, and record hits at rate ``record_noise``
+only: at the default 1e-15 the innocent trials contain no record noise at all, which is
+the model the decoder's record test assumes.
+
 Only the holdings an observation can reveal are drawn for innocent recipients: who holds
 each *observed* pooled canary. The rest of an innocent's draw never reaches the decoder,
 and the colluders' draws, which produce the leak, are drawn in full, so the trials are
@@ -26,10 +33,12 @@ from typing import Literal
 import numpy as np
 from scipy.stats import binom
 
-from .attribution import CanaryFacts, ShareFacts, attribute, poisson_binomial_tails
+from .attribution import RECORD_NOISE, CanaryFacts, ShareFacts, attribute, poisson_binomial_tails
 from .design import Design
 
 Attack = Literal["union", "intersection"]
+Leak = Literal["rows", "column"]
+LEAKS: tuple[Leak, ...] = ("rows", "column")
 Decoder = Literal["attribute", "fast", "both", "auto"]
 ATTACKS: tuple[Attack, ...] = ("union", "intersection")
 AUTO_LIMIT = 2_000  # above this many recipients "auto" uses the vectorised path
@@ -56,6 +65,16 @@ class World:
     share_sizes: np.ndarray
     controls: int = 0
     controls_seen: int = 0
+    # Which of ``exclusive_seen`` the leak shows as records; ``None``: none of them.
+    exclusive_records: np.ndarray | None = None
+    control_records: int = 0
+
+    @property
+    def records(self) -> np.ndarray:
+        """Per observed exclusive canary: whether it was seen as a record."""
+        if self.exclusive_records is None:
+            return np.zeros(self.exclusive_seen.size, dtype=bool)
+        return self.exclusive_records
 
     @property
     def observed(self) -> int:
@@ -91,6 +110,7 @@ class SimResult:
     decoder: str
     mismatches: int
     seconds: float
+    leak_kind: str = "rows"
 
     @property
     def p_all(self) -> float:
@@ -133,10 +153,14 @@ def draw(
     rng: np.random.Generator,
     *,
     controls: int = 0,
+    leak: Leak = "rows",
+    record_noise: float = 0.0,
 ) -> World:
     """Draw one trial: assignments, the colluders' leak thinned to ``s``, and noise."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
+    if leak not in LEAKS:
+        raise ValueError(f"unknown leak {leak!r}; use one of {', '.join(LEAKS)}")
     if not 1 <= colluders <= recipients:
         raise ValueError("colluders must be between 1 and the number of recipients")
     n, m = recipients, exclusive
@@ -154,7 +178,15 @@ def draw(
     # whoever holds it.
     noisy_x = rng.choice(n * m, rng.binomial(n * m, noise), replace=False) if n * m else excl
     noisy_s = rng.choice(pool, rng.binomial(pool, noise), replace=False) if pool else shared
-    excl = np.union1d(excl, noisy_x).astype(np.int64)
+    # Record noise: an innocent path pairing two of a canary's identifiers in one row.
+    noisy_r = (
+        rng.choice(n * m, rng.binomial(n * m, record_noise), replace=False)
+        if n * m and record_noise
+        else np.zeros(0, dtype=np.int64)
+    )
+    as_records = np.union1d(excl if leak == "rows" else np.zeros(0, dtype=np.int64), noisy_r)
+    excl = np.union1d(np.union1d(excl, noisy_x), noisy_r).astype(np.int64)
+    records = np.isin(excl, as_records)
     shared = np.union1d(shared, noisy_s).astype(np.int64)
     holders = np.empty((n, shared.size), dtype=bool)
     rows = max(1, _BLOCK // max(1, shared.size))
@@ -165,7 +197,22 @@ def draw(
     sizes = m + holders.sum(axis=1) + rng.binomial(pool - shared.size, bias, size=n)
     sizes[who] = m + held.sum(axis=1)
     seen_controls = int(rng.binomial(controls, noise)) if controls else 0
-    return World(n, m, pool, bias, who, excl, shared, holders, sizes, controls, seen_controls)
+    control_records = int(rng.binomial(controls, record_noise)) if controls else 0
+    return World(
+        n,
+        m,
+        pool,
+        bias,
+        who,
+        excl,
+        shared,
+        holders,
+        sizes,
+        controls,
+        max(seen_controls, control_records),
+        records,
+        control_records,
+    )
 
 
 def decide(
@@ -178,26 +225,38 @@ def decide(
     epsilon: float,
     noise: float,
     controls: tuple[int, int] = (0, 0),
+    record_hits: np.ndarray | None = None,
+    record_noise: float | None = RECORD_NOISE,
+    control_records: int = 0,
 ) -> Verdict:
     """The test of :func:`canarino.attribution.attribute`, for all recipients at once.
 
     ``exclusive_hits[j]`` / ``shared_hits[j]`` count the observed exclusive / pooled
-    canaries recipient ``j`` holds; ``shared_biases`` are the biases of the observed
-    pooled canaries (one share event per recipient). Exclusive hits are weighed against
-    a binomial tail under noise, pooled hits against the Poisson-binomial tail; a
-    recipient is accused when the smaller p-value is at most ε/(N·ℓ).
+    canaries recipient ``j`` holds, ``record_hits[j]`` the exclusive ones seen as
+    records; ``shared_biases`` are the biases of the observed pooled canaries (one share
+    event per recipient). Exclusive hits are weighed against a binomial tail under
+    noise, record hits against one under record noise, pooled hits against the
+    Poisson-binomial tail; a recipient is accused when the smallest p-value is at most
+    ε/(N·ℓ).
     """
     seen_controls, pool_controls = controls
     if seen_controls and pool_controls:
         noise = max(noise, seen_controls / pool_controls)
+    if record_noise is not None and control_records:
+        record_noise = max(record_noise, control_records / max(pool_controls, control_records))
     biases = np.asarray(shared_biases, dtype=float)
-    threshold = epsilon / (max(recipients, 1) * (1 + (biases.size > 0)))
+    tests = 1 + (record_noise is not None) + (biases.size > 0)
+    threshold = epsilon / (max(recipients, 1) * tests)
     hx = np.asarray(exclusive_hits)
     hs = np.asarray(shared_hits)
     p_x = np.ones(hx.shape)
     hit = hx > 0
-    counts = np.broadcast_to(np.asarray(exclusive_counts), hx.shape)
+    counts = np.maximum(np.broadcast_to(np.asarray(exclusive_counts), hx.shape), hx)
     p_x[hit] = binom.sf(hx[hit] - 1, counts[hit], noise)
+    if record_noise is not None and record_hits is not None:
+        hr = np.asarray(record_hits)
+        rec = hr > 0
+        p_x[rec] = np.minimum(p_x[rec], binom.sf(hr[rec] - 1, counts[rec], record_noise))
     p_s = np.ones(hs.shape)
     if biases.size:
         tails = poisson_binomial_tails(biases.tolist())
@@ -206,10 +265,14 @@ def decide(
     return Verdict(p <= threshold, p)
 
 
-def decode_fast(world: World, *, epsilon: float, noise: float) -> Verdict:
+def decode_fast(
+    world: World, *, epsilon: float, noise: float, record_noise: float | None = RECORD_NOISE
+) -> Verdict:
     """Decode one trial with :func:`decide`."""
     n = world.recipients
-    hx = np.bincount(world.exclusive_seen // max(world.exclusive, 1), minlength=n)[:n]
+    owner = world.exclusive_seen // max(world.exclusive, 1)
+    hx = np.bincount(owner, minlength=n)[:n]
+    hr = np.bincount(owner[world.records], minlength=n)[:n]
     return decide(
         hx,
         world.exclusive,
@@ -219,6 +282,9 @@ def decode_fast(world: World, *, epsilon: float, noise: float) -> Verdict:
         epsilon=epsilon,
         noise=noise,
         controls=(world.controls_seen, world.controls),
+        record_hits=hr,
+        record_noise=record_noise,
+        control_records=world.control_records,
     )
 
 
@@ -230,7 +296,8 @@ def ledger(world: World) -> tuple[dict[int, ShareFacts], list[CanaryFacts], dict
     """
     n, m = world.recipients, world.exclusive
     observed = [
-        CanaryFacts(int(c) + 1, "exclusive", 0.0, (int(c) // m + 1,)) for c in world.exclusive_seen
+        CanaryFacts(int(c) + 1, "exclusive", 0.0, (int(c) // m + 1,), bool(r))
+        for c, r in zip(world.exclusive_seen.tolist(), world.records.tolist(), strict=True)
     ]
     col, row = np.nonzero(world.holders.T)
     cuts = np.cumsum(np.bincount(col, minlength=world.shared_seen.size))[:-1]
@@ -248,7 +315,9 @@ def ledger(world: World) -> tuple[dict[int, ShareFacts], list[CanaryFacts], dict
     return facts, observed, dict.fromkeys(touched, m)
 
 
-def decode_attribute(world: World, *, epsilon: float, noise: float) -> Verdict:
+def decode_attribute(
+    world: World, *, epsilon: float, noise: float, record_noise: float | None = RECORD_NOISE
+) -> Verdict:
     """Decode one trial with the library's :func:`canarino.attribution.attribute`.
 
     It returns every accused recipient (and a few others), so the accusations are complete.
@@ -264,7 +333,9 @@ def decode_attribute(world: World, *, epsilon: float, noise: float) -> Verdict:
         recipients=n,
         epsilon=epsilon,
         noise=noise,
+        record_noise=record_noise,
         controls=(world.controls_seen, world.controls),
+        control_records=world.control_records,
     )
     accused = np.zeros(n, dtype=bool)
     p = np.ones(n)
@@ -289,10 +360,14 @@ def simulate(
     exclusive: int | None = None,
     controls: int = 0,
     decoder: Decoder = "auto",
+    leak: Leak = "rows",
+    record_noise: float | None = None,
 ) -> SimResult:
     """Run ``trials`` leaks by ``colluders`` against ``design`` and count the outcomes.
 
-    ``recipients``, ``epsilon`` and ``noise`` default to the design's inputs;
+    ``recipients``, ``epsilon``, ``noise`` and ``record_noise`` default to the design's
+    inputs (record noise is both injected and assumed by the decoder); ``leak`` is
+    ``"rows"`` (whole rows: record hits) or ``"column"`` (one identifier: contacts only);
     ``exclusive`` overrides the exclusive canaries per share (e.g. to model the
     per-share cap of :func:`canarino.shares.create_share`). With ``decoder="both"``
     every trial is decoded both ways and disagreements are counted in ``mismatches``.
@@ -300,6 +375,7 @@ def simulate(
     n = recipients or design.inputs.recipients
     eps = design.inputs.epsilon if epsilon is None else epsilon
     r0 = design.inputs.noise if noise is None else noise
+    rr = design.inputs.record_noise if record_noise is None else record_noise
     m, pool, q = _layers(design, exclusive)
     if decoder == "auto":
         decoder = "attribute" if n <= AUTO_LIMIT else "fast"
@@ -307,13 +383,26 @@ def simulate(
     sizes = 0.0
     start = time.perf_counter()
     for _ in range(trials):
-        world = draw(n, m, pool, q, colluders, s, attack, r0, rng, controls=controls)
+        world = draw(
+            n,
+            m,
+            pool,
+            q,
+            colluders,
+            s,
+            attack,
+            r0,
+            rng,
+            controls=controls,
+            leak=leak,
+            record_noise=rr,
+        )
         if decoder == "attribute":
-            verdict = decode_attribute(world, epsilon=eps, noise=r0)
+            verdict = decode_attribute(world, epsilon=eps, noise=r0, record_noise=rr)
         else:
-            verdict = decode_fast(world, epsilon=eps, noise=r0)
+            verdict = decode_fast(world, epsilon=eps, noise=r0, record_noise=rr)
             if decoder == "both":
-                slow = decode_attribute(world, epsilon=eps, noise=r0)
+                slow = decode_attribute(world, epsilon=eps, noise=r0, record_noise=rr)
                 mismatches += int(np.any(slow.accused != verdict.accused))
         named = int(verdict.accused[world.colluders].sum())
         wrong = int(verdict.accused.sum()) - named
@@ -340,4 +429,5 @@ def simulate(
         decoder=decoder,
         mismatches=mismatches,
         seconds=time.perf_counter() - start,
+        leak_kind=leak,
     )

@@ -6,7 +6,7 @@ import hashlib
 import multiprocessing as mp
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -16,13 +16,15 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from . import models as m
 from . import store
-from .attribution import Attribution, CanaryFacts, ShareFacts, Suspect, attribute
+from .attribution import RECORD_NOISE, Attribution, CanaryFacts, ShareFacts, Suspect, attribute
 from .errors import InvalidInput
 from .normalize import PhoneCandidates, Pseudonymizer
 from .recognition import CanaryRecognizer, Candidate, Monitored, Recognition
@@ -139,6 +141,7 @@ class _Read:
     rows: int
     columns: dict[str, str]
     matchable: bool
+    records: set[int] = field(default_factory=set)
 
 
 def _read_source(
@@ -160,6 +163,7 @@ def _read_source(
     for bytes_read, rows, found in pool.map(matcher, chain([first], batches)):
         read.candidates += found.candidates[: room - len(read.candidates)]
         read.exposure.add(found)
+        read.records.update(getattr(found, "records", ()))
         read.rows += rows
         if progress:
             progress(bytes_read, source.size)
@@ -173,6 +177,48 @@ def _read_source(
 
 
 @dataclass
+class _RowMatch(BatchMatch):
+    """A batch's matches, with the canaries seen as records (see :class:`_RowMatcher`)."""
+
+    records: frozenset[int] = frozenset()
+
+
+class _RowMatcher(Matcher):
+    """A :class:`Matcher` that also tells which canaries a row holds as a record.
+
+    A canary is a record hit when its e-mail and its phone, drawn independently of each
+    other, both match in the same row: guessing makes contacts, never that pairing.
+    A canary's e-mail next to another canary's phone is two contact hits.
+    """
+
+    def match(self, batch: pa.RecordBatch, first_row: int = 0) -> BatchMatch:
+        """:meth:`Matcher.match`, plus the ids of the canaries seen as records."""
+        self._seen: list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []
+        found = super().match(batch, first_row)
+        by_kind: dict[int, set[tuple[int, int]]] = {}
+        for bit, rows, owners in self._seen:
+            canary = owners < 0
+            by_kind.setdefault(bit, set()).update(
+                zip(rows[canary].tolist(), owners[canary].tolist(), strict=True)
+            )
+        both = by_kind.get(FIELD_BIT["email"], set()) & by_kind.get(FIELD_BIT["phone"], set())
+        records = frozenset(-owner for _, owner in both)
+        return _RowMatch(found.owners, found.masks, found.kinds, found.candidates, records)
+
+    def _lookup(
+        self,
+        kind: str,
+        positions: npt.NDArray[np.int64],
+        forms: pa.Array,
+        rows: list[npt.NDArray[np.int64]],
+        owners: list[npt.NDArray[np.int64]],
+        kinds: list[npt.NDArray[np.int64]],
+    ) -> None:
+        super()._lookup(kind, positions, forms, rows, owners, kinds)
+        self._seen.append((FIELD_BIT[kind], rows[-1], owners[-1]))
+
+
+@dataclass
 class _Kit:
     """Everything a matcher needs besides the column layout."""
 
@@ -183,7 +229,7 @@ class _Kit:
 
     def matcher(self, columns: dict[int, str]) -> Matcher:
         """A matcher for one layout of columns."""
-        return Matcher(self.index, self.pseudonyms, self.phones, columns, self.monitored)
+        return _RowMatcher(self.index, self.pseudonyms, self.phones, columns, self.monitored)
 
 
 _WORKER_KIT: _Kit | None = None
@@ -296,6 +342,7 @@ def run_trace(
         names: dict[str, str] = {}
         rows = skipped = columns_seen = 0
         matchable = False
+        records: set[int] = set()
         for source in dump:
             ticker = partial(_tick, on_tick, rows) if on_tick else None
             whole = source.name == str(path)
@@ -319,6 +366,7 @@ def run_trace(
             candidates += read.candidates
             names |= read.columns
             rows += read.rows
+            records |= read.records
             skipped += source.skipped_rows
             columns_seen += source.layout().columns
             matchable = matchable or read.matchable
@@ -347,6 +395,8 @@ def run_trace(
             for o in exposed
             if o < 0
         }
+        for cid in records & canaries.keys():
+            canaries[cid].append("record")
         for hit in _recognise(ws, s, candidates, kit.monitored):
             canaries.setdefault(hit.canary_id, []).append(hit.how)
         _insert_matches(s, trace.id, customers, canaries)
@@ -428,6 +478,12 @@ def _attribute(
     ws: Workspace, s: Session, trace_id: int, customers_matched: int, found_at: datetime
 ) -> Attribution:
     canary_ids = select(m.TraceCanary.canary_id).where(m.TraceCanary.trace_id == trace_id)
+    how = s.execute(
+        select(m.TraceCanary.canary_id, m.TraceCanary.matched_by).where(
+            m.TraceCanary.trace_id == trace_id
+        )
+    )
+    records = {cid for cid, matched_by in how if "record" in matched_by}
     per_share = dict(
         s.execute(
             select(m.ShareCustomer.share_id, func.count())
@@ -437,7 +493,14 @@ def _attribute(
         ).all()
     )
     return decide(
-        ws, s, canary_ids, per_share, customers_matched, found_at, noise=ws.settings.noise
+        ws,
+        s,
+        canary_ids,
+        per_share,
+        customers_matched,
+        found_at,
+        noise=ws.settings.noise,
+        records=records,
     )
 
 
@@ -450,11 +513,14 @@ def decide(
     found_at: datetime,
     *,
     noise: float,
+    records: Collection[int] | None = None,
 ) -> Attribution:
     """Gather the ledger facts for the observed canaries and run the decoder.
 
     ``canary_ids`` is a collection or a SQL subquery of the canaries observed (controls
     included); ``per_share`` counts the leaked real customers each share contained.
+    ``records`` holds the canaries a dump showed as records; ``None`` (sightings, which
+    are single contact points) leaves the record test out.
     """
     observed: dict[int, tuple[str, float, list[int]]] = {}
     rows = s.execute(
@@ -509,7 +575,7 @@ def decide(
     return attribute(
         facts,
         [
-            CanaryFacts(cid, layer, bias, tuple(sids))
+            CanaryFacts(cid, layer, bias, tuple(sids), cid in (records or ()))
             for cid, (layer, bias, sids) in observed.items()
         ],
         exclusive_counts,
@@ -518,6 +584,7 @@ def decide(
         recipients=recipients,
         epsilon=ws.settings.epsilon,
         noise=noise,
+        record_noise=None if records is None else RECORD_NOISE,
         controls=(controls_seen, controls_total or 0),
         found_at=found_at,
     )
