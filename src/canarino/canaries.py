@@ -13,10 +13,11 @@ spread so that each domain and number range stays rare.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -195,6 +196,49 @@ def _casing(first: str, last: str) -> str:
     return "title"
 
 
+class Urn:
+    """Real values to draw canary values from, so that frequencies in the file stay real.
+
+    Copying a random real value gives it one more occurrence: a surname or place seen
+    once among customers would be seen twice with the canary, and never once. Drawing a
+    value seen c times with the chance that a customer's value is seen c + 1 times
+    (Good-Turing, for small c) keeps the counts as they were; ``None`` means "a value not
+    seen yet", drawn with the share of values seen once.
+    """
+
+    _EXACT = 5  # counts from here on are many and smooth: weight by the count itself
+
+    def __init__(self, values: Iterable[Hashable]) -> None:
+        counts = Counter(values)
+        total = sum(counts.values())
+        classes = Counter(counts.values())
+        self.values = list(counts)
+        weights = []
+        for value in self.values:
+            c = counts[value]
+            if c < self._EXACT:
+                weights.append((c + 1) * classes.get(c + 1, 0) / classes[c])
+            else:
+                weights.append(float(c))
+        self.new = classes.get(1, 0) / total if total else 1.0
+        running = 0.0
+        self._cumulative = []
+        for w in weights:
+            running += w / max(total, 1)
+            self._cumulative.append(running)
+
+    def draw(self, rng: Random, *, allow_new: bool = True) -> Hashable | None:
+        """A value, or ``None`` for one never seen (only with ``allow_new``)."""
+        seen = self._cumulative[-1] if self._cumulative else 0.0
+        new = self.new if allow_new else 0.0
+        if seen + new <= 0:
+            return None
+        r = rng.random() * (seen + new)
+        if r >= seen:
+            return None
+        return self.values[min(bisect.bisect_right(self._cumulative, r), len(self.values) - 1)]
+
+
 @dataclass
 class _Sequence:
     prefix: str
@@ -212,11 +256,10 @@ class Profile:
     """
 
     rows: dict[str | None, list[Mapping[str, str]]] = field(default_factory=dict)
-    first_names: dict[tuple[str | None, int | None], list[str]] = field(default_factory=dict)
-    last_names: dict[tuple[str | None, str | None], list[str]] = field(default_factory=dict)
-    # Good-Turing: the chance that the next name is one the rows have not shown yet.
-    new_first: dict[str | None, float] = field(default_factory=dict)
-    new_last: dict[str | None, float] = field(default_factory=dict)
+    # Keyed by country, and for first names by (country, birth decade).
+    first_names: dict[tuple[str | None, int | None], Urn] = field(default_factory=dict)
+    last_names: dict[str | None, Urn] = field(default_factory=dict)
+    places: dict[str | None, Urn] = field(default_factory=dict)
     domains: Counter[str] = field(default_factory=Counter)
     sequences: dict[str, _Sequence] = field(default_factory=dict)
 
@@ -229,18 +272,23 @@ class Profile:
             lambda: defaultdict(list)
         )
         seen: Counter[str] = Counter()
+        firsts: dict[tuple[str | None, int | None], list[str]] = defaultdict(list)
+        lasts: dict[str | None, list[str]] = defaultdict(list)
+        places: dict[str | None, list[tuple[str, str, str]]] = defaultdict(list)
         for row in rows:
             country = row.get("country") or None
             profile.rows.setdefault(country, []).append(row)
             first, last = row.get("first_name", ""), row.get("last_name", "")
             if first and last and _casing(first, last) == "title":
-                year = _year(row.get("birth_date", ""))
-                decade = year // 10 if year else None
-                profile.first_names.setdefault((country, decade), []).append(first)
-                profile.first_names.setdefault((country, None), []).append(first)
-                region = row.get("region") or None
-                profile.last_names.setdefault((country, region), []).append(last)
-                profile.last_names.setdefault((country, None), []).append(last)
+                # Key (country, None) is the whole country.
+                if year := _year(row.get("birth_date", "")):
+                    firsts[(country, year // 10)].append(first)
+                firsts[(country, None)].append(first)
+                lasts[country].append(last)
+            if row.get("city") or row.get("postcode"):
+                places[country].append(
+                    (row.get("city", ""), row.get("postcode", ""), row.get("region", ""))
+                )
             email = row.get("email", "")
             if "@" in email:
                 profile.domains[email.rsplit("@", 1)[1].lower()] += 1
@@ -253,12 +301,9 @@ class Profile:
                     key = (match.group(1), len(match.group(2)))
                     shapes[name][key] += 1
                     numbers[name][key].append(int(match.group(2)))
-        for (country, decade), names in list(profile.first_names.items()):
-            if decade is None:
-                profile.new_first[country] = _unseen(names)
-        for (country, region), names in list(profile.last_names.items()):
-            if region is None:
-                profile.new_last[country] = _unseen(names)
+        profile.first_names = {k: Urn(v) for k, v in firsts.items()}
+        profile.last_names = {k: Urn(v) for k, v in lasts.items()}
+        profile.places = {k: Urn(v) for k, v in places.items()}
         for name, counter in shapes.items():
             (key, count), *_ = counter.most_common(1)
             if count >= 20 and count >= 0.9 * seen[name]:
@@ -290,11 +335,6 @@ class Profile:
             number = seq.high = seq.high + 1
         seq.taken.add(number)
         return f"{seq.prefix}{number:0{seq.width}d}"
-
-
-def _unseen(names: list[str]) -> float:
-    counts = Counter(names)
-    return sum(1 for c in counts.values() if c == 1) / max(1, len(names))
 
 
 class CanaryFactory:
@@ -335,7 +375,7 @@ class CanaryFactory:
         birth_donor = profile.donor(country, rng, need="birth_date")
         year = _year(birth_donor["birth_date"]) if birth_donor else None
         year = year or date.today().year - rng.randrange(18, 90)
-        first, last = self._name(country, template.get("region") or None, year, fake)
+        first, last = self._name(country, year, fake)
         casing = (
             _casing(template["first_name"], template.get("last_name", ""))
             if template.get("first_name")
@@ -353,6 +393,13 @@ class CanaryFactory:
             "city": template.get("city") or fake.city(),
             "postcode": template.get("postcode") or fake.postcode(),
         }
+        # Only places customers live in: an invented town is easy to check.
+        place_urn = profile.places.get(country)
+        place = place_urn.draw(rng, allow_new=False) if place_urn else None
+        if isinstance(place, tuple):
+            fields["city"], fields["postcode"], region = place
+            if region:
+                fields["region"] = region
         phone = None
         if template.get("phone") or not profile.rows:
             phone = self._phone(country, template.get("phone", ""))
@@ -361,7 +408,7 @@ class CanaryFactory:
         if template.get("email") or not phone or not profile.rows:
             fields["email"] = self._email(country, first, last, year, fake)
         for name in _COPIED:
-            if template.get(name):
+            if template.get(name) and name not in fields:
                 fields[name] = template[name]
         for name, value in template.items():
             if name in fields or name in _DRAWN or not value:
@@ -372,25 +419,15 @@ class CanaryFactory:
                 fields[name] = profile.sequence_value(name, rng) or mimic(value, rng)
         return CanaryIdentity(locale, country, fields)
 
-    def _name(
-        self, country: str | None, region: str | None, year: int, fake: Faker
-    ) -> tuple[str, str]:
+    def _name(self, country: str | None, year: int, fake: Faker) -> tuple[str, str]:
         profile, rng = self.profile, self.rng
-        firsts = profile.first_names.get((country, year // 10)) or profile.first_names.get(
+        urn = profile.first_names.get((country, year // 10)) or profile.first_names.get(
             (country, None)
         )
-        if not firsts or rng.random() < profile.new_first.get(country, 1.0):
-            first = fake.first_name()
-        else:
-            first = rng.choice(firsts)
-        lasts = profile.last_names.get((country, region), [])
-        if len(lasts) < 30:
-            lasts = profile.last_names.get((country, None), [])
-        if not lasts or rng.random() < profile.new_last.get(country, 1.0):
-            last = fake.last_name()
-        else:
-            last = rng.choice(lasts)
-        return first, last
+        first = urn.draw(rng) if urn else None
+        last_urn = profile.last_names.get(country)
+        last = last_urn.draw(rng) if last_urn else None
+        return str(first or fake.first_name()), str(last or fake.last_name())
 
     def _least_used(self, candidates: list[str]) -> str:
         low = min(self._uses[c] for c in candidates)
