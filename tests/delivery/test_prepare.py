@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from sqlalchemy import select, update
 
 from canarino import models as m
@@ -207,3 +208,19 @@ def test_run_summary_names_everyone_not_reached_by_email_and_why(case: Case) -> 
     assert sum(r.startswith("invalid e-mail address") for r in reasons) == 1
     assert sum(r == NO_CHANNEL for r in reasons) == case.unreachable
     assert sum("no notice texts in 'pt'" in r for r in reasons) == 1
+
+
+@pytest.mark.parametrize("language", ["it", "en", "fr", "de", "es"])
+def test_an_email_is_prepared_in_each_supported_language(case: Case, language: str) -> None:
+    with case.ws.db.session() as s:
+        s.execute(update(m.Customer).where(m.Customer.id == 2).values(language=language))
+    report = prepare_notices(case.ws, case.incident_id)
+    row = next(r for r in notices_of(case.ws, case.incident_id, "email") if r.customer_id == 2)
+    msg = stored_mime(case.ws, row)
+    assert row.language == language and msg["Content-Language"] == language
+    assert row.note is None or "written in" not in row.note
+    assert report.by_language[language] >= 1 and language in report.readability
+    other = next(
+        r for r in notices_of(case.ws, case.incident_id, "email") if r.language != language
+    )
+    assert msg["Subject"] and msg["Subject"] != stored_mime(case.ws, other)["Subject"]
