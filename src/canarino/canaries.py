@@ -4,9 +4,9 @@ Pure generation: no storage. Randomness comes from the caller's ``random.Random`
 service modules pass ``secrets.SystemRandom()`` so canary choices cannot be predicted.
 
 A :class:`Profile` of the real rows of a share lets every canary field follow the real
-distribution: countries and places, first names by birth decade, surnames by region,
-birth years, the way e-mail local parts are built, the casing of names, missing fields
-and the ranges of customer numbers. Contact points are the exception: they must be ones
+distribution: countries and places, first names by birth decade, surnames, birth years,
+the way e-mail local parts are built, the casing of names, missing fields and the ranges
+of customer numbers. Contact points are the exception: they must be ones
 the company watches, so e-mail domains and phone numbers come from the monitored lists,
 spread so that each domain and number range stays rare.
 """
