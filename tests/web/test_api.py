@@ -312,3 +312,19 @@ def test_admin_manages_users_through_the_api(api: Callable[[str], Any]) -> None:
     disabled = client.post("/api/users/newcomer/disable")
     assert disabled.json()["disabled"] is True
     assert any(u["username"] == "newcomer" for u in client.get("/api/users").json())
+
+
+def test_unknown_query_parameters_and_loose_types_are_refused(
+    api: Callable[[str], Any], web: WebFixture
+) -> None:
+    client = api("analyst")
+    typo = client.get("/api/shares", params={"limti": 5})
+    assert typo.status_code == 422 and "limti" in typo.json()["detail"]
+    for body in (
+        {"trace_id": web.trace_id, "occurred_at": 0},
+        {"trace_id": str(web.trace_id)},
+        {"trace_id": web.trace_id, "surprise": True},
+    ):
+        assert client.post("/api/incidents", json=body).status_code == 422, body
+    sighting = {"channel": "email", "contact": "x@y.it", "seen_at": "2026-11-20T10:00:00Z"}
+    assert client.post("/api/sightings", json=[{**sighting, "uses_name": 0}]).status_code == 422

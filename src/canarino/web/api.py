@@ -21,7 +21,16 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, Field, SecretStr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictInt,
+)
 
 from .. import (
     audit,
@@ -54,7 +63,27 @@ Analyst = Annotated[Principal, Depends(analyst)]
 Admin = Annotated[Principal, Depends(admin)]
 
 Id = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="A number shown in lists.")]
-router = APIRouter(prefix="/api", dependencies=[Depends(viewer)])
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """Refuse query parameters the route does not take: a typo must not pass silently."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise InvalidInput(f"unknown query parameter(s): {shown}", hint="see /api/openapi.json")
+
+
+router = APIRouter(prefix="/api", dependencies=[Depends(viewer), Depends(known_query)])
 
 
 # --- models --------------------------------------------------------------------------------
@@ -67,6 +96,22 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+class Strict(BaseModel):
+    """A request body: exact types, no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _iso_only(value: Any) -> Any:
+    """Times come as ISO 8601 text; a bare number is refused rather than read as epoch."""
+    if isinstance(value, int | float):
+        raise ValueError("give the time as ISO 8601 text, e.g. 2026-03-02T10:00+01:00")
+    return value
+
+
+When = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 class Problem(BaseModel):
@@ -124,12 +169,12 @@ class RecipientOut(BaseModel):
     parent: str | None
 
 
-class RecipientIn(BaseModel):
+class RecipientIn(Strict):
     """A new recipient."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     kind: Literal["vendor", "employee", "system"] = "vendor"
-    parent: str | None = Field(None, max_length=200)
+    parent: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
 
 
 class RecipientDetail(BaseModel):
@@ -144,7 +189,7 @@ class RecipientDetail(BaseModel):
     created_at: str
 
 
-class SenderIn(BaseModel):
+class SenderIn(Strict):
     """Infrastructure a recipient may contact customers from."""
 
     kind: Literal["dkim", "ip", "caller_id"]
@@ -164,11 +209,13 @@ class ShareOut(BaseModel):
     export_sha256: str
 
 
-class ShareIn(BaseModel):
+class ShareIn(Strict):
     """A new share: who gets which fields of which customers."""
 
     recipient: str = Field(min_length=1, max_length=200)
-    fields: list[str] = Field(min_length=1, max_length=50)
+    fields: list[Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")]] = Field(
+        min_length=1, max_length=50
+    )
     customers: str = Field("", max_length=500, description="e.g. 'country=IT region=MI'")
 
 
@@ -226,16 +273,16 @@ class TraceSummary(BaseModel):
     top_suspect: str | None
 
 
-class IncidentIn(BaseModel):
+class IncidentIn(Strict):
     """A new incident on a trace."""
 
-    trace_id: int = Field(ge=1)
+    trace_id: StrictInt = Field(ge=1, le=2**31 - 1)
     title: str | None = Field(None, max_length=300)
-    aware_at: AwareDatetime | None = None
-    occurred_at: AwareDatetime | None = None
+    aware_at: When | None = None
+    occurred_at: When | None = None
 
 
-class RiskIn(BaseModel):
+class RiskIn(Strict):
     """A risk assessment."""
 
     level: Literal["none", "risk", "high_risk"]
@@ -275,26 +322,26 @@ class PersonOut(BaseModel):
     revealed: bool
 
 
-class SendIn(BaseModel):
+class SendIn(Strict):
     """Where and how to send an incident's notices."""
 
     smtp: str = Field(pattern=r"^[^\s:]+:\d{1,5}$", description="SMTP relay as HOST:PORT")
-    starttls: bool = False
+    starttls: StrictBool = False
     username: str | None = Field(None, max_length=200)
     password: SecretStr | None = None
-    workers: int = Field(4, ge=1, le=32)
+    workers: StrictInt = Field(4, ge=1, le=32)
 
 
-class SightingIn(BaseModel):
+class SightingIn(Strict):
     """A contact with a monitored address or number."""
 
     channel: Literal["email", "sms", "voice", "dump"]
     contact: str = Field(min_length=1, max_length=320)
-    seen_at: AwareDatetime
+    seen_at: When
     dkim_domain: str | None = Field(None, max_length=255)
     sender_ip: str | None = Field(None, max_length=64)
     caller_id: str | None = Field(None, max_length=64)
-    uses_name: bool = False
+    uses_name: StrictBool = False
     reference: str | None = Field(None, max_length=64)
 
 
@@ -318,11 +365,11 @@ class UserOut(BaseModel):
     created_at: str
 
 
-class UserIn(BaseModel):
+class UserIn(Strict):
     """A new user."""
 
-    username: str = Field(min_length=1, max_length=100)
-    password: SecretStr
+    username: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+    password: SecretStr = Field(min_length=12, max_length=1000)
     role: Literal["viewer", "analyst", "admin"]
 
 
@@ -348,10 +395,10 @@ class SettingsOut(BaseModel):
     slack_webhooks: list[str]
 
 
-class SettingsIn(BaseModel):
+class SettingsIn(Strict):
     """New values; keys left out stay as they are."""
 
-    mail_domains: list[str] | None = Field(None, max_length=100)
+    mail_domains: list[str] | None = Field(None, min_length=1, max_length=100)
     phone_ranges: list[str] | None = Field(None, max_length=100)
     security_contacts: list[str] | None = Field(None, max_length=100)
     alert_webhooks: list[str] | None = Field(None, max_length=100)
