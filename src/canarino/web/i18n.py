@@ -41,6 +41,7 @@ IT: dict[str, str] = {
     "No trace yet.": "Ancora nessuna analisi.",
     "Name": "Nome",
     "Phone": "Telefono",
+    "Country": "Paese",
     "Kind": "Tipo",
     "Works for": "Lavora per",
     "When": "Quando",
