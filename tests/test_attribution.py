@@ -148,3 +148,73 @@ def test_p_values_are_calibrated_under_the_null() -> None:
         )
         false_alarms += any(s.accused and s.recipient != "R00" for s in result.suspects)
     assert false_alarms / trials <= epsilon
+
+
+# --- record hits and contact hits ------------------------------------------------------
+
+BIG = 10_000
+
+
+def _big_ledger() -> tuple[dict[int, ShareFacts], dict[int, int]]:
+    """Share facts for two of 10,000 recipients; the rest hold nothing observed."""
+    shares = {1: _share(1, 1, "A", canaries=50), 2: _share(2, 2, "B", canaries=50)}
+    return shares, {1: 50, 2: 50}
+
+
+def test_one_record_hit_accuses_among_ten_thousand_recipients() -> None:
+    shares, counts = _big_ledger()
+    seen = [CanaryFacts(10, "exclusive", 0.0, (1,), record=True)]
+    result = attribute(shares, seen, counts, {}, 0, recipients=BIG)
+    (a,) = result.suspects
+    assert a.recipient == "A" and a.accused and a.records_seen == 1
+    assert a.p_value == pytest.approx(binom.sf(0, 50, 1e-15))
+    assert result.threshold == pytest.approx(1e-6 / (BIG * 2))
+    assert "whole records" in a.explanation and result.as_dict()["record_noise"] == 1e-15
+
+
+def test_one_contact_hit_does_not_accuse() -> None:
+    shares, counts = _big_ledger()
+    seen = [_exclusive(10, 1)]
+    (a,) = attribute(shares, seen, counts, {}, 0, recipients=BIG).suspects
+    assert not a.accused and a.records_seen == 0
+    assert a.p_value == pytest.approx(binom.sf(0, 50, 1e-6))
+    assert "whole records" not in a.explanation
+
+
+def test_enough_contact_hits_still_accuse_without_any_record() -> None:
+    shares, counts = _big_ledger()
+    seen = [_exclusive(10 + i, 1) for i in range(3)]
+    (a,) = attribute(shares, seen, counts, {}, 0, recipients=BIG).suspects
+    assert a.accused and a.records_seen == 0
+
+
+def test_a_control_canary_seen_as_a_record_suspends_single_record_accusations() -> None:
+    shares, counts = _big_ledger()
+    seen = [
+        CanaryFacts(10, "exclusive", 0.0, (1,), record=True),
+        CanaryFacts(99, "control", 0.0, (), record=True),
+    ]
+    result = attribute(shares, seen, counts, {}, 0, recipients=BIG, controls=(1, 1000))
+    (a,) = result.suspects
+    assert result.control_records == 1 and result.record_noise == pytest.approx(1e-3)
+    assert not a.accused and a.canaries_observed == 1
+    # A control seen only as a contact leaves the record evidence standing.
+    contact_only = [seen[0], CanaryFacts(99, "control", 0.0, ())]
+    (b,) = attribute(
+        shares, contact_only, counts, {}, 0, recipients=BIG, controls=(1, 1000)
+    ).suspects
+    assert b.accused
+
+
+def test_without_a_record_test_the_threshold_splits_over_fewer_tests() -> None:
+    seen = [CanaryFacts(10, "exclusive", 0.0, (1,), record=True)]
+    result = attribute(SHARES, seen, EXCLUSIVE, {}, 0, recipients=2, record_noise=None)
+    assert result.threshold == pytest.approx(1e-6 / 2)
+    assert not result.suspects[0].accused  # the record flag is ignored without its test
+
+
+def test_a_record_on_a_recipient_the_ledger_undercounts_is_not_certainty() -> None:
+    """A hostile or stale ledger (0 exclusive canaries) must not give p = 0."""
+    seen = [CanaryFacts(10, "exclusive", 0.0, (1,), record=True)]
+    (a,) = attribute(SHARES, seen, {}, {}, 0, recipients=2).suspects
+    assert a.p_value > 0

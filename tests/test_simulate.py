@@ -99,3 +99,67 @@ def test_draws_follow_create_share() -> None:
     assert alone.exclusive_seen.size == 20  # intersection by one is a single leak
     with pytest.raises(ValueError, match="unknown attack"):
         draw(50, 20, 400, 0.6, 1, 1.0, "majority", 0.0, rng)  # type: ignore[arg-type]
+
+
+# --- record hits (whole rows) and contact hits (combo lists) ---------------------------
+
+
+def test_a_leak_of_whole_rows_shows_its_canaries_as_records_and_a_combo_list_does_not() -> None:
+    rng = np.random.default_rng(10)
+    rows = draw(50, 20, 0, 0.0, 1, 1.0, "union", 1e-3, rng)
+    leaked = rows.exclusive_seen // 20 == rows.colluders[0]
+    assert rows.records[leaked].all() and not rows.records[~leaked].any()  # noise: contacts
+    column = draw(50, 20, 0, 0.0, 1, 1.0, "union", 0.0, rng, leak="column")
+    assert column.exclusive_seen.size == 20 and not column.records.any()
+    with pytest.raises(ValueError, match="unknown leak"):
+        draw(50, 20, 0, 0.0, 1, 1.0, "union", 0.0, rng, leak="rows and more")  # type: ignore[arg-type]
+
+
+def test_one_record_names_a_leaker_where_a_combo_list_needs_several_contacts() -> None:
+    design = _design(1_000, 1, s=0.05)
+    exclusive = design.layers[0]
+    assert exclusive.hits_needed == 1 < exclusive.contact_hits
+    s = 1.5 * design.detection_limit
+    rows = simulate(design, 1, s, "union", 300, np.random.default_rng(11), decoder="fast")
+    combo = simulate(
+        design, 1, s, "union", 300, np.random.default_rng(11), decoder="fast", leak="column"
+    )
+    assert rows.p_all >= 0.99 and rows.leak_kind == "rows"
+    assert combo.p_all < rows.p_all and combo.leak_kind == "column"
+    assert rows.innocents_accused == combo.innocents_accused == 0
+
+
+def test_calibration_holds_with_record_noise_in_the_null() -> None:
+    """Records made by innocent paths at 1e-3 per canary: still ≤ ε = 0.2 of trials."""
+    rng = np.random.default_rng(12)
+    design = _design(30, 1, epsilon=0.2, noise=0.002)
+    result = simulate(design, 1, 0.2, "union", 600, rng, decoder="fast", record_noise=1e-3)
+    rate = result.trials_with_false_accusation / result.trials
+    assert 0 < rate <= 0.2
+
+
+def test_controls_seen_as_records_raise_the_record_noise_in_the_simulated_decoder() -> None:
+    rng = np.random.default_rng(13)
+    world = draw(40, 30, 0, 0.0, 1, 0.2, "union", 0.0, rng, controls=100, record_noise=0.05)
+    assert world.control_records > 0
+    fast = decode_fast(world, epsilon=1e-6, noise=1e-6, record_noise=1e-15)
+    slow = decode_attribute(world, epsilon=1e-6, noise=1e-6, record_noise=1e-15)
+    assert np.array_equal(fast.accused, slow.accused)
+    assert not fast.accused.any()  # one record each is no longer enough
+
+
+@pytest.mark.parametrize("leak", ["rows", "column"])
+def test_the_vectorised_decoder_matches_attribute_on_records_and_contacts(leak: str) -> None:
+    design = _design(60, 2, epsilon=0.2, noise=0.005)
+    result = simulate(
+        design,
+        2,
+        0.1,
+        "union",
+        40,
+        np.random.default_rng(14),
+        decoder="both",
+        leak=leak,  # type: ignore[arg-type]
+        record_noise=1e-3,
+    )
+    assert result.mismatches == 0
