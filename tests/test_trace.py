@@ -253,3 +253,88 @@ def test_matching_in_worker_processes_gives_the_same_result(
             for trace_id in (1, 2)
         }
     assert stored[1] == stored[2] and len(stored[1]) == one["customers_matched"]
+
+
+# --- record hits: two independent identifiers of one canary in one row ------------------
+
+
+def _canary_contacts(ws: Workspace, share_id: int) -> list[tuple[str, str]]:
+    """(e-mail, phone) of the exclusive canaries planted in one share."""
+    from canarino.shares import CANARY_CONTEXT
+
+    with ws.db.session() as s:
+        sealed = s.scalars(
+            select(m.Canary.sealed)
+            .join(m.ShareCanary, m.ShareCanary.canary_id == m.Canary.id)
+            .where(m.ShareCanary.share_id == share_id, m.Canary.layer == "exclusive")
+            .order_by(m.Canary.id)
+        ).all()
+    clear = [ws.vault.open(blob, context=CANARY_CONTEXT) for blob in sealed]
+    return [(c["email"], c["phone"]) for c in clear]
+
+
+def _contact_dump(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A small dump: the given (e-mail, phone) rows among unrelated people."""
+    strangers = [(p["email"], p["phone"]) for p in make_customers(30, seed=977)]
+    with path.open("w", newline="", encoding="utf-8") as fp:
+        writer = csv.writer(fp)
+        writer.writerow(["email", "phone"])
+        writer.writerows(strangers[:15] + rows + strangers[15:])
+    return path
+
+
+def _matched_by(ws: Workspace, trace_id: int) -> list[list[str]]:
+    with ws.db.session() as s:
+        return list(
+            s.scalars(select(m.TraceCanary.matched_by).where(m.TraceCanary.trace_id == trace_id))
+        )
+
+
+def test_one_canary_seen_as_a_record_accuses_its_recipient(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    email, phone = _canary_contacts(loaded, shared["Vendor B"].share_id)[0]
+    report = run_trace(loaded, _contact_dump(tmp_path / "one.csv", [(email, phone)]))
+    top = report.suspects[0]
+    assert (top.recipient, top.accused, top.canaries_seen, top.records_seen) == (
+        "Vendor B",
+        True,
+        1,
+        1,
+    )
+    assert _matched_by(loaded, report.trace_id) == [["email", "phone", "record"]]
+    assert report.as_dict()["attribution"]["record_noise"] == pytest.approx(1e-15)
+
+
+def test_one_canary_seen_only_as_a_contact_does_not_accuse(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    email, _ = _canary_contacts(loaded, shared["Vendor B"].share_id)[0]
+    stranger = make_customers(1, seed=978)[0]["phone"]
+    report = run_trace(loaded, _contact_dump(tmp_path / "one.csv", [(email, stranger)]))
+    top = report.suspects[0]
+    assert top.recipient == "Vendor B" and top.canaries_seen == 1
+    assert not top.accused and top.records_seen == 0
+
+
+def test_a_canary_email_beside_another_canarys_phone_is_not_a_record(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    a_email, _ = _canary_contacts(loaded, shared["Vendor A"].share_id)[0]
+    _, b_phone = _canary_contacts(loaded, shared["Vendor B"].share_id)[0]
+    report = run_trace(loaded, _contact_dump(tmp_path / "mixed.csv", [(a_email, b_phone)]))
+    assert report.canaries_matched == 2
+    assert not any(s.accused for s in report.suspects)
+    assert all(s.records_seen == 0 for s in report.suspects)
+    assert sorted(_matched_by(loaded, report.trace_id)) == [["email"], ["phone"]]
+
+
+def test_a_canarys_email_and_phone_in_different_rows_are_not_a_record(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    email, phone = _canary_contacts(loaded, shared["Vendor B"].share_id)[0]
+    stranger = make_customers(2, seed=979)
+    rows = [(email, stranger[0]["phone"]), (stranger[1]["email"], phone)]
+    report = run_trace(loaded, _contact_dump(tmp_path / "split.csv", rows))
+    (top,) = [s for s in report.suspects if s.canaries_seen]
+    assert top.records_seen == 0 and not top.accused
