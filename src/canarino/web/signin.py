@@ -98,6 +98,9 @@ def safe_next(target: str | None) -> str:
     """Where to go after signing in: only a path on this site (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    # Browsers drop tabs and newlines from URLs, so "/\t/evil.example" would become "//evil…".
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return "/"
     return target
 
 
