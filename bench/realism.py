@@ -9,7 +9,8 @@ For each realistic customer base of :mod:`canarino.testing` (Italian, mixed EU, 
 creates a workspace, imports the customers, and writes real shares with
 :func:`canarino.shares.create_share` (all fields) under three monitoring set-ups:
 
-* ``lookalike``: 120 look-alike mail domains the company owns, 200 phone ranges;
+* ``lookalike``: 120 look-alike mail domains the company owns, 200 phone ranges on the
+  customers' operators and area codes, in proportion;
 * ``few-ranges``: the same domains, only 12 phone ranges (what not to do);
 * ``providers``: as ``lookalike``, and the company can also receive mail at the consumer
   providers its customers use (mailboxes it provisions there); hypothetical, it shows
@@ -64,9 +65,7 @@ from canarino.recipients import add_recipient
 from canarino.shares import CANARY_CONTEXT, create_share
 from canarino.testing import (
     BASES,
-    MOBILE_PREFIXES,
     PROVIDERS,
-    US_AREA_CODES,
     make_customer_base,
     write_customers_csv,
 )
@@ -117,39 +116,24 @@ def lookalike_domains(
     return out
 
 
-def phone_ranges(kind: str, count: int, rng: np.random.Generator) -> list[str]:
-    """DID blocks of 10,000 numbers spread over each country's operators or area codes."""
-    mix = BASES[kind].countries
-    codes = {
-        "IT": "39",
-        "FR": "33",
-        "DE": "49",
-        "ES": "34",
-        "NL": "31",
-        "PL": "48",
-        "PT": "351",
-        "US": "1",
-    }
+def phone_ranges(people: list[dict[str, str]], count: int, rng: np.random.Generator) -> list[str]:
+    """Blocks of 10,000 numbers (100,000 in Germany) on the operators and area codes the
+    customers use, in proportion: what a company buying number blocks should do."""
+    prefixes = Counter()
+    for p in people:
+        if p["phone"]:
+            code, nsn = _nsn(p["phone"])
+            prefixes[(code, nsn[:3], len(nsn))] += 1
+    keys = list(prefixes)
+    weights = np.array([prefixes[k] for k in keys], dtype=float)
     out: set[str] = set()
     while len(out) < count:
-        countries = list(mix)
-        country = countries[
-            rng.choice(len(countries), p=np.array(list(mix.values())) / sum(mix.values()))
-        ]
-        if country == "US":
-            state = list(US_AREA_CODES)[rng.integers(len(US_AREA_CODES))]
-            area = US_AREA_CODES[state][rng.integers(len(US_AREA_CODES[state]))]
-            national = area + str(rng.integers(2, 10)) + f"{rng.integers(100):02d}"
-        else:
-            prefixes = MOBILE_PREFIXES[country]
-            keys = list(prefixes)
-            w = np.array(list(prefixes.values()))
-            op = keys[rng.choice(len(keys), p=w / w.sum())]
-            national = op + f"{rng.integers(1000):03d}"
-            if country == "DE":  # 11-digit mobiles: keep blocks of 100,000
-                national = op + f"{rng.integers(100):02d}"
-            national = national[: 6 if country != "FR" else 5]
-        out.add(f"+{codes[country]}{national}")
+        code, op, length = keys[rng.choice(len(keys), p=weights / weights.sum())]
+        block = length - 4 - (1 if length >= 11 else 0)
+        national = op + "".join(str(d) for d in rng.integers(0, 10, block - len(op)))
+        if code == "1":  # the exchange cannot start with 0 or 1
+            national = op + str(rng.integers(2, 10)) + national[4:]
+        out.add(f"+{code}{national}")
     return sorted(out)
 
 
@@ -375,8 +359,8 @@ def run_base(kind: str, n: int, seed: int, tmp: Path) -> dict[str, Any]:
     people = make_customer_base(kind, n, seed=seed)
     base_domains = {p["email"].rsplit("@", 1)[1] for p in people}
     lookalike = lookalike_domains(kind, 120, base_domains, rng)
-    many = phone_ranges(kind, 200, rng)
-    few = phone_ranges(kind, 12, rng)
+    many = phone_ranges(people, 200, rng)
+    few = phone_ranges(people, 12, rng)
     providers = sorted(KNOWN_PROVIDERS & base_domains)
     print(f"  generated in {time.perf_counter() - t0:.0f} s", flush=True)
     ws = init_workspace(tmp / kind, mail_domains=lookalike, phone_ranges=many)

@@ -17,7 +17,7 @@ import bisect
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -213,6 +213,7 @@ class Urn:
         total = sum(counts.values())
         classes = Counter(counts.values())
         self.values = list(counts)
+        self.known = set(counts)
         weights = []
         for value in self.values:
             c = counts[value]
@@ -337,6 +338,16 @@ class Profile:
         return f"{seq.prefix}{number:0{seq.width}d}"
 
 
+def _fresh(make: Callable[[], str], known: Urn | None) -> str:
+    """A value from ``make`` that the real rows do not have, if one comes in a few tries."""
+    value = make()
+    for _ in range(10):
+        if known is None or value not in known.known:
+            break
+        value = make()
+    return value
+
+
 class CanaryFactory:
     """Makes canaries on the workspace's monitored mail domains and phone ranges.
 
@@ -421,13 +432,20 @@ class CanaryFactory:
 
     def _name(self, country: str | None, year: int, fake: Faker) -> tuple[str, str]:
         profile, rng = self.profile, self.rng
-        urn = profile.first_names.get((country, year // 10)) or profile.first_names.get(
-            (country, None)
-        )
-        first = urn.draw(rng) if urn else None
+        first: Hashable | None = None
+        # A name new in its decade may still be known in the country: ask the country next.
+        for key in ((country, year // 10), (country, None)):
+            urn = profile.first_names.get(key)
+            if urn is not None and (first := urn.draw(rng)) is not None:
+                break
+        country_first = profile.first_names.get((country, None))
+        if first is None:
+            first = _fresh(fake.first_name, country_first)
         last_urn = profile.last_names.get(country)
         last = last_urn.draw(rng) if last_urn else None
-        return str(first or fake.first_name()), str(last or fake.last_name())
+        if last is None:
+            last = _fresh(fake.last_name, last_urn)
+        return str(first), str(last)
 
     def _least_used(self, candidates: list[str]) -> str:
         low = min(self._uses[c] for c in candidates)
