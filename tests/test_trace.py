@@ -338,3 +338,17 @@ def test_a_canarys_email_and_phone_in_different_rows_are_not_a_record(
     report = run_trace(loaded, _contact_dump(tmp_path / "split.csv", rows))
     (top,) = [s for s in report.suspects if s.canaries_seen]
     assert top.records_seen == 0 and not top.accused
+
+
+def test_worker_processes_find_the_same_record_hits(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Vendor B"].path, dump, fraction=0.8, seed=9, noise_rows=4000)
+    loaded.settings.max_line_bytes = 1 << 16  # several batches to share out
+    one, two = (run_trace(loaded, dump, workers=k) for k in (1, 2))
+    records = [(s.recipient, s.records_seen) for s in one.suspects if s.records_seen]
+    assert records and records == [
+        (s.recipient, s.records_seen) for s in two.suspects if s.records_seen
+    ]
+    assert one.suspects[0].recipient == "Vendor B" and one.suspects[0].accused
