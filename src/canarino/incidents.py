@@ -218,6 +218,40 @@ def show_incident(ws: Workspace, incident_id: int, *, now: datetime | None = Non
         return _load_view(s, ws, incident_id, now)
 
 
+# The affected-people breakdown joins every affected person to the customer table; pages
+# show it on every view, so it is kept per incident until its people or assessment change.
+_BREAKDOWNS: dict[tuple[Any, ...], tuple[int, Counter[str], Counter[str], Counter[str]]] = {}
+
+
+def _breakdown(
+    s: Session, incident_id: int, assessment_id: int | None
+) -> tuple[int, Counter[str], Counter[str], Counter[str]]:
+    rows = s.scalar(select(func.count()).where(m.IncidentPerson.incident_id == incident_id))
+    key = (str(s.get_bind().url), incident_id, assessment_id, rows)
+    if (hit := _BREAKDOWNS.get(key)) is not None:
+        return hit
+    by_field: Counter[str] = Counter()
+    by_country: Counter[str] = Counter()
+    by_code: Counter[str] = Counter()
+    people = 0
+    query = (
+        select(m.Customer.country, m.Customer.region, m.IncidentPerson.fields, func.count())
+        .join(m.IncidentPerson, m.IncidentPerson.customer_id == m.Customer.id)
+        .where(m.IncidentPerson.incident_id == incident_id)
+        .group_by(m.Customer.country, m.Customer.region, m.IncidentPerson.fields)
+    )
+    for country, region, fields_text, count in s.execute(query):
+        people += count
+        by_country[country or "??"] += count
+        by_code[residence(country, region) or "unknown"] += count
+        for name in filter(None, fields_text.split(",")):
+            by_field[name] += count
+    if len(_BREAKDOWNS) > 256:
+        _BREAKDOWNS.clear()
+    _BREAKDOWNS[key] = result = (people, by_field, by_country, by_code)
+    return result
+
+
 def _load_view(
     s: Session,
     ws: Workspace,
@@ -231,22 +265,7 @@ def _load_view(
     stored_facts, stored_duties = split_entries(latest.obligations if latest else None)
     extra = stored_facts if extra is None else extra
     statuses = stored_duties if statuses is None else statuses
-    by_field: Counter[str] = Counter()
-    by_country: Counter[str] = Counter()
-    by_code: Counter[str] = Counter()
-    people = 0
-    query = (
-        select(m.Customer.country, m.Customer.region, m.IncidentPerson.fields, func.count())
-        .join(m.IncidentPerson, m.IncidentPerson.customer_id == m.Customer.id)
-        .where(m.IncidentPerson.incident_id == inc.id)
-        .group_by(m.Customer.country, m.Customer.region, m.IncidentPerson.fields)
-    )
-    for country, region, fields_text, count in s.execute(query):
-        people += count
-        by_country[country or "??"] += count
-        by_code[residence(country, region) or "unknown"] += count
-        for name in filter(None, fields_text.split(",")):
-            by_field[name] += count
+    people, by_field, by_country, by_code = _breakdown(s, inc.id, latest.id if latest else None)
     order = {n: i for i, n in enumerate(FIELD_NAMES)}
     view = IncidentView(
         inc.id,
