@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install bench docs clean
+.PHONY: demo test lint install bench docs screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: lint
 
 docs: install
 	$(BIN)/cog -r docs/cli.md
+
+# The browser tests save a picture of every page; docs/web-tour.md links them.
+screenshots: install
+	CANARINO_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/web/test_browser.py tests/web/test_public.py -k "browser or analyst or viewer or self_check or caller"
 
 bench: install
 	$(BIN)/python bench/trace.py

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,10 @@ from canarino.web.app import create_app
 from canarino.web.public import PublicState
 from canarino.workspace import Workspace
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make screenshots` sets this to docs/screenshots; otherwise test runs leave the docs alone.
+SCREENSHOTS = Path(
+    os.environ.get("CANARINO_SCREENSHOTS") or Path(tempfile.gettempdir()) / "canarino-screenshots"
+)
 
 
 def free_port() -> int:
@@ -84,7 +89,7 @@ MAX_SHOT_HEIGHT = 1600
 
 
 def shot(page: Any, name: str) -> None:
-    """Save a screenshot of the page's top (up to 1,600 px) as docs/screenshots/<name>.png."""
+    """Save a screenshot of the page's top (up to 1,600 px) as <name>.png in SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     width, height = page.evaluate(
         "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"

@@ -448,9 +448,17 @@ def test_a_report_becomes_a_sighting(loaded: Workspace, people: list[dict[str, s
 
 
 def test_no_personal_data_reaches_the_logs(
-    loaded: Workspace, people: list[dict[str, str]], caplog: pytest.LogCaptureFixture
+    loaded: Workspace,
+    people: list[dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # An earlier server in the same run may have applied uvicorn's logging config, which
+    # stops its loggers propagating to the root handler this test reads.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     with serve(loaded) as (client, app):
         token = form_token(client)
         post(client, "/public/check", token, contact=people[6]["email"])

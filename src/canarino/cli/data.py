@@ -334,14 +334,19 @@ def design_cmd(
             f"{lay.per_share:,}",
             f"{lay.pool:,}" if lay.pool else "-",
             f"{lay.bias:g}" if lay.bias else "-",
-            str(lay.hits_needed or "-"),
+            (
+                f"{lay.hits_needed} record / {lay.contact_hits} contact"
+                if lay.name == "exclusive" and lay.hits_needed
+                else str(lay.hits_needed or "-")
+            ),
             lay.note,
         )
     out.print(table)
     out.print(
         f"{design.per_share:,} canaries per share; no design can use fewer than "
         f"{design.fano_bound:,.0f} in all (Fano bound); a single leaker's copy is caught from "
-        f"{design.detection_limit:.2%} of a share."
+        f"{design.detection_limit:.2%} of a share; a combo list (one identifier column) "
+        f"needs {design.contact_limit:.2%}."
     )
     if results:
         sim = Table(

@@ -377,6 +377,9 @@ def prepare_notices(
             incident.occurred_at.astimezone(tz).date() if incident.occurred_at else None,
             len(people),
         )
+    if verify_url is None:
+        # The public caller-verification page, so people can check a message is ours.
+        verify_url = ws.settings.public_url.rstrip("/") + "/public/verify"
     planner = _Planner(
         ws,
         inc,
