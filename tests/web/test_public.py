@@ -454,9 +454,10 @@ def test_no_personal_data_reaches_the_logs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    # An earlier server in the same run may have applied uvicorn's logging config, which
-    # stops its loggers propagating to the root handler this test reads.
+    # An earlier server in the same run may have set uvicorn's log levels or stopped its
+    # loggers propagating to the root handler this test reads; undo that for this test.
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        caplog.set_level(logging.DEBUG, logger=name)
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     with serve(loaded) as (client, app):
