@@ -60,8 +60,10 @@ def listen(
     """Receive mail for the canary domains in the foreground until Ctrl-C."""
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("--tls-cert and --tls-key go together")
-    tls = smtp.load_tls(tls_cert, tls_key) if tls_cert and tls_key else None
     with _workspace(workspace) as ws:
+        if tls_cert is None and tls_key is None:
+            tls_cert, tls_key = ws.settings.smtp_tls_cert, ws.settings.smtp_tls_key
+        tls = smtp.load_tls(tls_cert, tls_key) if tls_cert and tls_key else None
         host, port = smtp.parse_listen(address or ws.settings.smtp_listen)
         callback = (lambda: _raise_alerts(ws)) if alerts else None
         listener = smtp.start_listener(ws, host, port, on_sightings=callback, tls_context=tls)

@@ -138,9 +138,11 @@ def _alert_loop(ws: Workspace, stop: threading.Event) -> None:
 def _start_smtp(ws: Workspace, host: str, port: int) -> Any:
     """The inbound SMTP listener; new evidence raises alerts at once, not 10 s later."""
     from ..alerts import raise_alerts
-    from ..inbound.smtp import start_listener
+    from ..inbound.smtp import load_tls, start_listener
 
-    return start_listener(ws, host, port, on_sightings=lambda: raise_alerts(ws))
+    cert, key = ws.settings.smtp_tls_cert, ws.settings.smtp_tls_key
+    tls = load_tls(cert, key) if cert and key else None
+    return start_listener(ws, host, port, on_sightings=lambda: raise_alerts(ws), tls_context=tls)
 
 
 def _server(ws: Workspace, host: str, port: int) -> Any:
