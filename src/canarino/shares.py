@@ -137,24 +137,9 @@ def create_share(
         rows = [[rec.get(f, "") for f in names] for _, rec in real]
         rows += [[rec.get(f, "") for f in names] for _, rec in chosen]
         rng.shuffle(rows)
-        tmp, digest = _write_csv(out, names, rows)
-        try:
-            share = m.Share(
-                recipient_id=who.id,
-                fields=names,
-                customer_filter=customer_filter,
-                customer_count=len(real),
-                canary_count=len(chosen),
-                export_sha256=digest,
-            )
-            s.add(share)
-            s.flush()
-            _record(s, share.id, [cid for cid, _ in real], [cid for cid, _ in chosen])
-            s.flush()
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        share, digest = _publish(
+            s, out, who.id, names, rows, customer_filter, real, [cid for cid, _ in chosen]
+        )
         return ShareResult(
             share.id,
             who.name,
@@ -247,24 +232,7 @@ def create_honey_share(
         ids = _insert_canaries(ws, s, honey, "exclusive", 0.0, make)
         rows = [[c.fields.get(f, "") for f in names] for c in honey]
         rng.shuffle(rows)
-        tmp, digest = _write_csv(out, names, rows)
-        try:
-            share = m.Share(
-                recipient_id=who.id,
-                fields=names,
-                customer_filter=customer_filter,
-                customer_count=len(real),
-                canary_count=len(ids),
-                export_sha256=digest,
-            )
-            s.add(share)
-            s.flush()
-            _record(s, share.id, [cid for cid, _ in real], ids)
-            s.flush()
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        share, digest = _publish(s, out, who.id, names, rows, customer_filter, real, ids)
         return ShareResult(
             share.id,
             who.name,
@@ -403,6 +371,38 @@ def _write_csv(out: Path, header: list[str], rows: list[list[str]]) -> tuple[Pat
         tmp.unlink(missing_ok=True)
         raise
     return tmp, digest.hexdigest()
+
+
+def _publish(
+    s: Session,
+    out: Path,
+    recipient_id: int,
+    names: list[str],
+    rows: list[list[str]],
+    customer_filter: str,
+    real: list[tuple[int, dict[str, str]]],
+    canary_ids: list[int],
+) -> tuple[m.Share, str]:
+    """Write the export and record the share; the file appears only if both succeed."""
+    tmp, digest = _write_csv(out, names, rows)
+    try:
+        share = m.Share(
+            recipient_id=recipient_id,
+            fields=names,
+            customer_filter=customer_filter,
+            customer_count=len(real),
+            canary_count=len(canary_ids),
+            export_sha256=digest,
+        )
+        s.add(share)
+        s.flush()
+        _record(s, share.id, [cid for cid, _ in real], canary_ids)
+        s.flush()
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return share, digest
 
 
 def _record(s: Session, share_id: int, customer_ids: list[int], canary_ids: list[int]) -> None:
