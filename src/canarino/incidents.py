@@ -12,8 +12,9 @@ import holidays
 from sqlalchemy import Integer, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from . import audit, reports, store
 from . import models as m
-from . import reports, store
+from .customers import load_customers
 from .deadlines import deadlines_calendar
 from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, category_of
@@ -326,6 +327,100 @@ def list_incidents(ws: Workspace) -> list[IncidentView]:
     with ws.db.session() as s:
         ids = s.scalars(select(m.Incident.id).order_by(m.Incident.id.desc())).all()
     return [show_incident(ws, i) for i in ids]
+
+
+# --- read models for pages shown often: kept until the database changes -----------------
+#
+# An incident's view only depends on stored data (its people, assessment, notices) and the
+# rule files; the time of reading only matters for countdowns, which the caller computes
+# from ``due_at``. So the views are kept (see ``Database.cached``) and shared: callers
+# must not change them.
+
+
+def current_incident(ws: Workspace, incident_id: int) -> IncidentView:
+    """Incident ``incident_id`` as :func:`show_incident` loads it, reused until data changes."""
+    return ws.db.cached(("incident", incident_id), lambda: show_incident(ws, incident_id))
+
+
+def current_incidents(ws: Workspace) -> list[IncidentView]:
+    """Every incident, newest first, as :func:`list_incidents` loads them, reused until data changes."""
+
+    def load() -> list[IncidentView]:
+        now = datetime.now(UTC)
+        with ws.db.session() as s:
+            ids = s.scalars(select(m.Incident.id).order_by(m.Incident.id.desc())).all()
+            return [_load_view(s, ws, i, now) for i in ids]
+
+    return ws.db.cached(("incidents",), load)
+
+
+@dataclass(frozen=True)
+class PersonView:
+    """One affected person of an incident, masked unless ``revealed``."""
+
+    customer_id: int
+    name: str
+    email: str
+    phone: str
+    country: str
+    exposed: list[str] = field(default_factory=list)
+    revealed: bool = False
+
+
+def affected_people(
+    ws: Workspace, incident_id: int, *, limit: int = 50, offset: int = 0, reveal: bool = False
+) -> store.Page[PersonView]:
+    """A page of an incident's affected people; contact data masked unless ``reveal``.
+
+    Masked pages are reused until data changes; revealed ones are read every time and
+    never kept in memory. Recording who looked is the caller's duty (see :mod:`.audit`).
+    """
+    if reveal:
+        return _people(ws, incident_id, limit, offset, reveal=True)
+    return ws.db.cached(
+        ("people", incident_id, limit, offset),
+        lambda: _people(ws, incident_id, limit, offset, reveal=False),
+    )
+
+
+def _people(
+    ws: Workspace, incident_id: int, limit: int, offset: int, *, reveal: bool
+) -> store.Page[PersonView]:
+    with ws.db.session() as s:
+        store.get_incident(s, incident_id)
+        where = m.IncidentPerson.incident_id == incident_id
+        total = s.scalar(select(func.count()).select_from(m.IncidentPerson).where(where)) or 0
+        rows = s.execute(
+            select(m.IncidentPerson.customer_id, m.IncidentPerson.fields)
+            .where(where)
+            .order_by(m.IncidentPerson.customer_id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    records = load_customers(ws, [cid for cid, _ in rows])
+    people = []
+    for cid, fields_text in rows:
+        rec = records.get(cid, {})
+        name = rec.get("full_name") or " ".join(
+            v for v in (rec.get("first_name"), rec.get("last_name")) if v
+        )
+        email, phone = rec.get("email", ""), rec.get("phone", "")
+        if not reveal:
+            name = audit.mask_text(name)
+            email = audit.mask_email(email) if email else ""
+            phone = audit.mask_phone(phone) if phone else ""
+        people.append(
+            PersonView(
+                cid,
+                name,
+                email,
+                phone,
+                rec.get("country", ""),
+                [f for f in fields_text.split(",") if f],
+                reveal,
+            )
+        )
+    return store.Page(people, total, limit, offset)
 
 
 # --- phased notification: facts that change, duties that stay done, the history kept ----

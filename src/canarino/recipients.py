@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import models as m
 from . import store
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .workspace import Workspace
 
 KINDS = ("vendor", "employee", "system")
@@ -55,3 +57,32 @@ def list_recipients(ws: Workspace) -> list[RecipientInfo]:
             RecipientInfo(r.id, r.name, r.kind, names.get(r.parent_id) if r.parent_id else None)
             for r in rows
         ]
+
+
+def current_recipients(ws: Workspace) -> list[RecipientInfo]:
+    """:func:`list_recipients`, reused until data changes (callers must not change it)."""
+    return ws.db.cached(("recipients",), lambda: list_recipients(ws))
+
+
+def recipient_detail(ws: Workspace, recipient_id: int) -> dict[str, Any]:
+    """Recipient ``recipient_id`` with its employer, staff and authorised senders."""
+    with ws.db.session() as s:
+        r = s.get(m.Recipient, recipient_id)
+        if r is None:
+            raise NotFound(f"no recipient {recipient_id}", hint="the overview lists them all")
+        parent = s.get(m.Recipient, r.parent_id) if r.parent_id else None
+        staff = s.scalars(
+            select(m.Recipient).where(m.Recipient.parent_id == r.id).order_by(m.Recipient.name)
+        ).all()
+        senders = s.scalars(
+            select(m.AllowedSender).where(m.AllowedSender.recipient_id == r.id)
+        ).all()
+        return {
+            "id": r.id,
+            "name": r.name,
+            "kind": r.kind,
+            "parent": {"id": parent.id, "name": parent.name} if parent else None,
+            "staff": [{"id": e.id, "name": e.name, "kind": e.kind} for e in staff],
+            "allowed_senders": [{"kind": a.kind, "value": a.value} for a in senders],
+            "created_at": r.created_at.isoformat(timespec="seconds"),
+        }

@@ -10,10 +10,11 @@ import re
 import secrets
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from random import Random  # noqa: TID251 - only the type; the default is SystemRandom
+from typing import Any
 
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from . import store
 from .canaries import CanaryFactory, CanaryIdentity, Profile
 from .customers import CUSTOMER_CONTEXT
 from .design import Design, DesignInput, detection_limit, plan
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, parse_field_list
 from .workspace import Workspace
 
@@ -415,3 +416,71 @@ def _record(s: Session, share_id: int, customer_ids: list[int], canary_ids: list
         s.execute(
             insert(m.ShareCanary), [{"share_id": share_id, "canary_id": c} for c in canary_ids]
         )
+
+
+# --- the share ledger as pages show it ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShareView:
+    """One share as the ledger recorded it."""
+
+    id: int
+    recipient: str
+    recipient_id: int
+    created_at: datetime
+    fields: list[str]
+    customer_filter: str
+    rows: int
+    export_sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat(timespec="seconds")
+        return data
+
+
+def _share_view(row: m.Share, recipient: m.Recipient) -> ShareView:
+    return ShareView(
+        row.id,
+        recipient.name,
+        recipient.id,
+        row.created_at,
+        list(row.fields),
+        row.customer_filter,
+        row.customer_count + row.canary_count,
+        row.export_sha256,
+    )
+
+
+def list_shares(
+    ws: Workspace, *, limit: int = 50, offset: int = 0, recipient_id: int | None = None
+) -> store.Page[ShareView]:
+    """Shares, newest first, optionally of one recipient; reused until data changes."""
+
+    def load() -> store.Page[ShareView]:
+        query = select(m.Share, m.Recipient).join(
+            m.Recipient, m.Recipient.id == m.Share.recipient_id
+        )
+        if recipient_id is not None:
+            query = query.where(m.Share.recipient_id == recipient_id)
+        with ws.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = s.execute(query.order_by(m.Share.id.desc()).limit(limit).offset(offset)).all()
+            return store.Page([_share_view(sh, r) for sh, r in rows], total, limit, offset)
+
+    return ws.db.cached(("shares", limit, offset, recipient_id), load)
+
+
+def get_share(ws: Workspace, share_id: int) -> ShareView:
+    """Share ``share_id`` as the ledger recorded it."""
+    with ws.db.session() as s:
+        row = s.execute(
+            select(m.Share, m.Recipient)
+            .join(m.Recipient, m.Recipient.id == m.Share.recipient_id)
+            .where(m.Share.id == share_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"no share {share_id}", hint="the overview lists every share")
+        return _share_view(*row)

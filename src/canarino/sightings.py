@@ -452,3 +452,52 @@ def sighting_counts(ws: Workspace) -> dict[str, int]:
             "expected_use": s.scalar(total.where(m.Sighting.expected_use.is_(True))) or 0,
             "not_canary": s.scalar(total.where(m.Sighting.canary_id.is_(None))) or 0,
         }
+
+
+@dataclass(frozen=True)
+class SightingView:
+    """A contact with a monitored address or number; the contact itself is never shown."""
+
+    id: int
+    seen_at: datetime
+    channel: str
+    kind: str
+    strong: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "seen_at": self.seen_at.isoformat(timespec="seconds"),
+            "channel": self.channel,
+            "kind": self.kind,
+            "strong": self.strong,
+        }
+
+
+def recent_sightings(
+    ws: Workspace, *, limit: int = 20, offset: int = 0
+) -> store.Page[SightingView]:
+    """Sightings, newest first, as evidence, expected use or not a canary; reused until data changes."""
+
+    def load() -> store.Page[SightingView]:
+        with ws.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(m.Sighting)) or 0
+            rows = s.scalars(
+                select(m.Sighting).order_by(m.Sighting.seen_at.desc()).limit(limit).offset(offset)
+            ).all()
+            items = [
+                SightingView(
+                    r.id,
+                    r.seen_at,
+                    r.channel,
+                    "not_canary"
+                    if r.canary_id is None
+                    else ("expected_use" if r.expected_use else "evidence"),
+                    r.strong,
+                )
+                for r in rows
+            ]
+        return store.Page(items, total, limit, offset)
+
+    return ws.db.cached(("sightings", limit, offset), load)

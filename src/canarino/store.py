@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sqlite3
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import models as m
 from .errors import NotFound, WorkspaceError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+# Read models kept per database; past this many entries the oldest are forgotten.
+CACHE_ENTRIES = 512
 
 
 def make_engine(url: str) -> Engine:
@@ -29,6 +35,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # Reads of a large workspace: map the file and keep more pages per connection.
+            cur.execute("PRAGMA mmap_size=268435456")
+            cur.execute("PRAGMA cache_size=-32768")
+            cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
     return engine
@@ -57,12 +67,98 @@ def check_schema(engine: Engine) -> None:
         )
 
 
+@dataclass
+class Page(Generic[T]):
+    """One page of a longer list, with the total count."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine, or ``None`` (in memory, or another database)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    name = engine.url.database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return name
+
+
 class Database:
-    """Engine plus a session factory; one per workspace."""
+    """Engine plus a session factory; one per workspace.
+
+    It also keeps read models (:meth:`cached`): values computed from the database and
+    reused until the next committed change, by any connection or process
+    (:meth:`data_version`).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._cache: dict[Hashable, tuple[object, Any]] = {}
+        self._cache_lock = threading.Lock()
+        self._computing: dict[Hashable, threading.Lock] = {}
+        self._watcher: sqlite3.Connection | None = None
+        self._watcher_lock = threading.Lock()
+        self._watch_file = _sqlite_file(engine)
+
+    def data_version(self) -> object | None:
+        """A value that changes whenever a change to the database is committed.
+
+        SQLite: ``PRAGMA data_version`` of a connection kept for this purpose only (it never
+        writes, so every commit, from this process or another, changes the value).
+        PostgreSQL: the current write-ahead-log position (any write moves it). ``None``
+        where neither applies: then nothing is cached.
+        """
+        if self._watch_file is not None:
+            with self._watcher_lock:
+                if self._watcher is None:
+                    self._watcher = sqlite3.connect(self._watch_file, check_same_thread=False)
+                return self._watcher.execute("PRAGMA data_version").fetchone()[0]
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar()
+        return None
+
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, reused while the database has not changed since it ran.
+
+        The version is read before computing, so a change made meanwhile makes the next
+        call compute again. One thread computes a key at a time; the others wait for it.
+        Callers must not change the returned value: it is shared.
+        """
+        version = self.data_version()
+        if version is None:
+            return compute()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1]  # type: ignore[no-any-return]
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            with self._cache_lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1]  # type: ignore[no-any-return]
+            value = compute()
+            with self._cache_lock:
+                if len(self._cache) >= CACHE_ENTRIES:
+                    for old in list(self._cache)[: CACHE_ENTRIES // 2]:
+                        del self._cache[old]
+                    self._computing.clear()
+                self._cache[key] = (version, value)
+        return value
+
+    def close(self) -> None:
+        """Release the connections."""
+        with self._watcher_lock:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
+        self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -208,6 +208,19 @@ def session_user(ws: Workspace, cookie: str, *, now: datetime | None = None) -> 
         return SignedIn(_info(user), sess.csrf_token, sess.expires_at)
 
 
+def current_session(ws: Workspace, cookie: str, *, now: datetime | None = None) -> SignedIn | None:
+    """:func:`session_user`, reused until data changes (sign-out, disabling, a role change).
+
+    A session found earlier is checked against the clock each time; once expired it is
+    looked up again, which ends it.
+    """
+    now = now or m.utcnow()
+    found = ws.db.cached(("session", digest(cookie)), lambda: session_user(ws, cookie, now=now))
+    if found is not None and found.expires_at <= now:
+        return session_user(ws, cookie, now=now)
+    return found
+
+
 def end_session(ws: Workspace, cookie: str) -> None:
     """Sign out: the cookie value stops working."""
     with ws.db.session() as s:

@@ -35,7 +35,7 @@ class Workspace:
 
     def close(self) -> None:
         """Release the database connections."""
-        self.db.engine.dispose()
+        self.db.close()
 
 
 def resolve_workspace(explicit: Path | None) -> Path:

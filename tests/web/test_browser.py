@@ -23,7 +23,7 @@ from canarino import models as m
 from canarino.callers import register_contact
 from canarino.settings import load_settings
 from canarino.testing import SmtpSink, make_customers, make_dump
-from canarino.web import views
+from canarino import incidents
 from canarino.web.testing import PASSWORDS, make_web_workspace
 from canarino.workspace import Workspace
 
@@ -194,7 +194,7 @@ def test_viewer_sees_no_send_button_and_a_forged_post_is_refused(site: Site) -> 
 
 def test_self_check_answers_neutrally_and_mails_only_a_listed_address(site: Site) -> None:
     incident = incident_id_of(site)
-    affected = views.incident_people(site.ws, incident, limit=1, reveal=True).items[0]
+    affected = incidents.affected_people(site.ws, incident, limit=1, reveal=True).items[0]
     stranger = make_customers(1, seed=999)[0]["email"]
     site.sink.messages.clear()
     page = new_page(site)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Annotated, Any
@@ -145,16 +146,42 @@ def _start_smtp(ws: Workspace, host: str, port: int) -> Any:
     return start_listener(ws, host, port, on_sightings=lambda: raise_alerts(ws), tls_context=tls)
 
 
-def _server(ws: Workspace, host: str, port: int) -> Any:
-    """The uvicorn server for the web app of ``ws``."""
+class _Workers:
+    """``workers`` uvicorn processes sharing one listening socket, each with its own app."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def run(self) -> None:
+        """Start the workers and supervise them until interrupted."""
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(self.config, sockets=[self.config.bind_socket()]).run()
+
+
+def _server(ws: Workspace, host: str, port: int, workers: int = 1) -> Any:
+    """The uvicorn server for the web app of ``ws``: in this process, or ``workers`` processes."""
     import uvicorn
 
     from ..web.app import create_app
 
+    if workers == 1:
+        config = uvicorn.Config(
+            create_app(ws), host=host, port=port, log_level="info", proxy_headers=True
+        )
+        return uvicorn.Server(config)
+    # Each worker opens the workspace itself (app_from_environment reads this variable).
+    os.environ["CANARINO_WORKSPACE"] = str(ws.settings.workspace)
     config = uvicorn.Config(
-        create_app(ws), host=host, port=port, log_level="info", proxy_headers=True
+        "canarino.web.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=True,
     )
-    return uvicorn.Server(config)
+    return _Workers(config)
 
 
 @app.command("serve")
@@ -167,6 +194,15 @@ def serve(
         typer.Option(help="HOST:PORT for inbound canary mail (default: smtp_listen setting)."),
     ] = None,
     no_smtp: Annotated[bool, typer.Option("--no-smtp", help="Do not listen for mail.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Web app processes (one per core helps under load). Each keeps its own "
+            "background jobs and rate limits: see the web app guide.",
+        ),
+    ] = 1,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run the web app, the inbound SMTP listener and the alert trigger (every 10 s)."""
@@ -181,9 +217,12 @@ def serve(
         stop = threading.Event()
         alerts = threading.Thread(target=_alert_loop, args=(ws, stop), daemon=True)
         alerts.start()
-        err.print(f"Web app on http://{host}:{port} (public address {ws.settings.public_url})")
+        processes = f", {workers} processes" if workers > 1 else ""
+        err.print(
+            f"Web app on http://{host}:{port}{processes} (public address {ws.settings.public_url})"
+        )
         try:
-            _server(ws, host, port).run()
+            _server(ws, host, port, workers).run()
         finally:
             stop.set()
             if listener is not None and hasattr(listener, "stop"):

@@ -14,6 +14,8 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -40,13 +42,14 @@ from .. import (
     recipients,
     shares,
     sightings,
+    store,
     trace,
     users,
 )
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..store import count_customers
 from ..workspace import Workspace
-from . import config, views
+from . import config
 from .auth import Principal, admin, analyst, client_address, viewer, workspace_of
 from .jobs import Job, Jobs, Progress
 
@@ -487,33 +490,65 @@ def start_send(ws: Workspace, jobs: Jobs, who: Principal, incident_id: Id, body:
     return jobs.start("send", who.name, work, target=f"incident {incident_id}")
 
 
+# A masked page of people reloaded by the same caller is logged once per this many seconds.
+VIEW_WINDOW = 600.0
+
+
+class ViewLog:
+    """Masked views already written to the audit log, so a reload does not write again.
+
+    Kept in memory, per server process: with ``--workers N`` the same view may be logged
+    up to N times per window. Revealing and exporting are logged on every request.
+    """
+
+    def __init__(self, window: float = VIEW_WINDOW) -> None:
+        self.window = window
+        self._seen: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, key: tuple[Any, ...]) -> bool:
+        """Whether ``key`` was not logged within the window (and note it as logged now)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last < self.window:
+                return False
+            if len(self._seen) >= 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if now - t < self.window}
+            self._seen[key] = now
+            return True
+
+
 def people_page(
-    ws: Workspace,
+    request: Request,
     who: Principal,
-    address: str | None,
     incident_id: Id,
     limit: int,
     offset: int,
     reveal: bool,
-) -> views.Page[views.PersonView]:
-    """A page of affected people, audit-logged; revealing needs analyst rights."""
+) -> store.Page[incidents.PersonView]:
+    """A page of affected people, audit-logged; revealing needs analyst rights.
+
+    Every reveal is logged; a masked page once per caller, page and :data:`VIEW_WINDOW`.
+    """
     if reveal and not who.user.may("analyst"):
         raise PermissionDenied(
             f"your role ({who.user.role}) cannot reveal personal data; it needs analyst"
         )
-    page = views.incident_people(ws, incident_id, limit=limit, offset=offset, reveal=reveal)
-    audit.record(
-        ws,
-        who.name,
-        "reveal" if reveal else "view",
-        f"incident {incident_id} people",
-        detail={
-            "offset": offset,
-            "limit": limit,
-            "customers": [p.customer_id for p in page.items],
-        },
-        address=address,
-    )
+    ws = _ws(request)
+    page = incidents.affected_people(ws, incident_id, limit=limit, offset=offset, reveal=reveal)
+    shown = [p.customer_id for p in page.items]
+    target = f"incident {incident_id} people"
+    log: ViewLog = request.app.state.view_log
+    if reveal or log.first((who.name, target, offset, limit, tuple(shown))):
+        audit.record(
+            ws,
+            who.name,
+            "reveal" if reveal else "view",
+            target,
+            detail={"offset": offset, "limit": limit, "customers": shown},
+            address=client_address(request),
+        )
     return page
 
 
@@ -524,7 +559,7 @@ def export_people_csv(ws: Workspace, who: Principal, address: str | None, incide
     writer.writerow(["customer_id", "name", "email", "phone", "country", "exposed"])
     offset, total = 0, None
     while total is None or offset < total:
-        page = views.incident_people(ws, incident_id, limit=1000, offset=offset, reveal=True)
+        page = incidents.affected_people(ws, incident_id, limit=1000, offset=offset, reveal=True)
         total = page.total
         for p in page.items:
             writer.writerow(
@@ -600,7 +635,7 @@ def recipients_add(request: Request, body: RecipientIn, who: Analyst) -> Recipie
 @router.get("/recipients/{recipient_id}", response_model=RecipientDetail)
 def recipients_show(request: Request, recipient_id: Id) -> RecipientDetail:
     """One recipient with its staff and authorised senders."""
-    return RecipientDetail(**views.get_recipient(_ws(request), recipient_id))
+    return RecipientDetail(**recipients.recipient_detail(_ws(request), recipient_id))
 
 
 @router.post("/recipients/{recipient_id}/senders", response_model=RecipientDetail, status_code=201)
@@ -609,10 +644,10 @@ def recipients_allow(
 ) -> RecipientDetail:
     """Authorise a recipient's sender (``canarino recipients allow``)."""
     ws = _ws(request)
-    name = views.get_recipient(ws, recipient_id)["name"]
+    name = recipients.recipient_detail(ws, recipient_id)["name"]
     sightings.allow_sender(ws, name, body.kind, body.value)
     audit.record(ws, who.name, "change", f"recipient {recipient_id}", detail={"allow": body.kind})
-    return RecipientDetail(**views.get_recipient(ws, recipient_id))
+    return RecipientDetail(**recipients.recipient_detail(ws, recipient_id))
 
 
 @router.get("/customers/count", response_model=Count)
@@ -661,7 +696,7 @@ def shares_list(
     recipient_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Page[ShareOut]:
     """Shares, newest first."""
-    page = views.list_shares(_ws(request), limit=limit, offset=offset, recipient_id=recipient_id)
+    page = shares.list_shares(_ws(request), limit=limit, offset=offset, recipient_id=recipient_id)
     return Page(
         items=[ShareOut(**s.as_dict()) for s in page.items],
         total=page.total,
@@ -706,14 +741,14 @@ def shares_create(request: Request, body: ShareIn, who: Analyst) -> ShareCreated
 @router.get("/shares/{share_id}", response_model=ShareOut)
 def shares_show(request: Request, share_id: Id) -> ShareOut:
     """One share."""
-    return ShareOut(**views.get_share(_ws(request), share_id).as_dict())
+    return ShareOut(**shares.get_share(_ws(request), share_id).as_dict())
 
 
 @router.get("/shares/{share_id}/export", response_class=FileResponse)
 def shares_export(request: Request, share_id: Id, who: Analyst) -> Response:
     """Download a share's export file (made through the web); the download is logged."""
     ws = _ws(request)
-    views.get_share(ws, share_id)
+    shares.get_share(ws, share_id)
     path = exports_folder(ws) / f"share-{share_id}.csv"
     if not path.is_file():
         raise NotFound(
@@ -772,7 +807,7 @@ def _incident(ws: Workspace, view: incidents.IncidentView) -> IncidentOut:
 def incidents_list(request: Request, limit: Limit = 50, offset: Offset = 0) -> Page[IncidentOut]:
     """Incidents, newest first (``canarino incidents list``)."""
     ws = _ws(request)
-    rows = incidents.list_incidents(ws)
+    rows = incidents.current_incidents(ws)
     items = [_incident(ws, v) for v in rows[offset : offset + limit]]
     return Page(items=items, total=len(rows), limit=limit, offset=offset)
 
@@ -792,7 +827,7 @@ def incidents_open(request: Request, body: IncidentIn, who: Analyst) -> Incident
 def incidents_show(request: Request, incident_id: Id) -> IncidentOut:
     """An incident: counts, obligations with deadlines, notices (``canarino incidents show``)."""
     ws = _ws(request)
-    return _incident(ws, incidents.show_incident(ws, incident_id))
+    return _incident(ws, incidents.current_incident(ws, incident_id))
 
 
 @router.post("/incidents/{incident_id}/risk", response_model=IncidentOut)
@@ -813,10 +848,8 @@ def incidents_people(
     offset: Offset = 0,
     reveal: Annotated[bool, Query(description="Unmasked (analysts; logged).")] = False,
 ) -> Page[PersonOut]:
-    """Affected people of an incident, masked unless ``reveal``; every call is logged."""
-    page = people_page(
-        _ws(request), who, client_address(request), incident_id, limit, offset, reveal
-    )
+    """Affected people of an incident, masked unless ``reveal``; views are audit-logged."""
+    page = people_page(request, who, incident_id, limit, offset, reveal)
     return Page(
         items=[PersonOut(**p.__dict__) for p in page.items],
         total=page.total,
@@ -862,7 +895,7 @@ def notices_status(request: Request, incident_id: Id) -> dict[str, int]:
 @router.get("/sightings", response_model=Page[SightingOut])
 def sightings_list(request: Request, limit: Limit = 50, offset: Offset = 0) -> Page[SightingOut]:
     """Sightings, newest first; contacts are never returned."""
-    page = views.recent_sightings(_ws(request), limit=limit, offset=offset)
+    page = sightings.recent_sightings(_ws(request), limit=limit, offset=offset)
     return Page(
         items=[SightingOut(**s.as_dict()) for s in page.items],
         total=page.total,

@@ -12,7 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..workspace import Workspace
+from ..settings import load_settings
+from ..workspace import Workspace, resolve_workspace
 from . import api, hooks, pages, problems, public, signin
 from .jobs import Jobs
 from .render import STATIC
@@ -80,6 +81,7 @@ def create_app(ws: Workspace) -> FastAPI:
     )
     app.state.workspace = ws
     app.state.jobs = Jobs()
+    app.state.view_log = api.ViewLog()
     app.add_middleware(SecurityHeaders, hsts=ws.settings.public_url.lower().startswith("https://"))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _include(app, hooks.router, "/hooks")
@@ -89,3 +91,14 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(pages.router)
     problems.install(app)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the workspace ``CANARINO_WORKSPACE`` names (or found from here).
+
+    Each worker process of ``canarino serve --workers N`` builds its app with this. A
+    worker keeps in memory, for itself only: background jobs and their progress pages,
+    the public pages' rate limits, the webhook replay guard and the read models (which
+    follow the database).
+    """
+    return create_app(Workspace.open(load_settings(resolve_workspace(None))))

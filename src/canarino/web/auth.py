@@ -75,7 +75,7 @@ def identify(request: Request) -> Principal | None:
         user = users.token_user(ws, secret.strip())
         principal = Principal(user, "token") if user else None
     elif cookie := request.cookies.get(SESSION_COOKIE):
-        signed = users.session_user(ws, cookie)
+        signed = users.current_session(ws, cookie)
         if signed is not None:
             principal = Principal(signed.user, "session", signed.csrf_token, cookie)
     request.state.principal = principal

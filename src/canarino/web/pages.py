@@ -13,14 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from .. import audit, delivery, incidents, recipients, trace, users
+from .. import audit, delivery, incidents, recipients, shares, sightings, trace, users
 from ..errors import InvalidInput
 from ..fields import BY_NAME, category_of, label
 from ..obligations import next_due
-from . import api, charts, config, views
+from ..store import Page
+from . import api, charts, config
 from .auth import Principal, admin, analyst, client_address, viewer, workspace_of
 from .i18n import translator
-from .render import language_of, render
+from .render import language_of, render, render_kept
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A number shown in lists.")]
 router = APIRouter(include_in_schema=False, dependencies=[Depends(viewer)])
@@ -50,24 +51,24 @@ def _deadline(view: incidents.IncidentView, now: datetime) -> dict[str, Any] | N
 def overview(request: Request) -> Response:
     """Recipients, shares, recent sightings and open incidents with their next deadline."""
     ws = workspace_of(request)
-    now = datetime.now(UTC)
-    open_incidents = [
-        {"view": v, "next": _deadline(v, now)}
-        for v in incidents.list_incidents(ws)
-        if v.status != "closed"
-    ]
-    return render(
-        request,
-        "overview.html",
-        {
-            "recipients": recipients.list_recipients(ws),
-            "shares": views.list_shares(ws, limit=10),
-            "sightings": views.recent_sightings(ws, limit=10),
+
+    def context() -> dict[str, Any]:
+        now = datetime.now(UTC)
+        open_incidents = [
+            {"view": v, "next": _deadline(v, now)}
+            for v in incidents.current_incidents(ws)
+            if v.status != "closed"
+        ]
+        return {
+            "recipients": recipients.current_recipients(ws),
+            "shares": shares.list_shares(ws, limit=10),
+            "sightings": sightings.recent_sightings(ws, limit=10),
             "incidents": open_incidents,
-            "traces": trace.list_traces(ws)[:5],
+            "traces": ws.db.cached(("traces",), lambda: trace.list_traces(ws))[:5],
             "now": now,
-        },
-    )
+        }
+
+    return render_kept(request, "overview.html", None, context)
 
 
 @router.get("/recipients/{recipient_id}")
@@ -78,8 +79,8 @@ def recipient_page(request: Request, recipient_id: Id) -> Response:
         request,
         "recipient.html",
         {
-            "r": views.get_recipient(ws, recipient_id),
-            "shares": views.list_shares(ws, recipient_id=recipient_id, limit=100),
+            "r": recipients.recipient_detail(ws, recipient_id),
+            "shares": shares.list_shares(ws, recipient_id=recipient_id, limit=100),
         },
     )
 
@@ -88,7 +89,7 @@ def recipient_page(request: Request, recipient_id: Id) -> Response:
 def share_page(request: Request, share_id: Id) -> Response:
     """One share as the ledger recorded it."""
     ws = workspace_of(request)
-    share = views.get_share(ws, share_id)
+    share = shares.get_share(ws, share_id)
     lang = language_of(request)
     return render(
         request,
@@ -197,22 +198,20 @@ def job_progress(request: Request, job_id: str) -> Response:
 def _incident_context(
     request: Request,
     incident_id: int,
-    who: Principal,
+    people: Page[incidents.PersonView],
     *,
-    offset: int = 0,
     reveal: int | None = None,
 ) -> dict[str, Any]:
     ws = workspace_of(request)
     lang = language_of(request)
     t = translator(lang)
     now = datetime.now(UTC)
-    view = incidents.show_incident(ws, incident_id, now=now)
-    page = api.people_page(
-        ws, who, client_address(request), incident_id, PAGE, offset, reveal=False
-    )
+    view = incidents.current_incident(ws, incident_id)
     revealed = None
     if reveal is not None:
-        revealed = views.incident_people(ws, incident_id, limit=PAGE, offset=offset, reveal=True)
+        revealed = incidents.affected_people(
+            ws, incident_id, limit=PAGE, offset=people.offset, reveal=True
+        )
         revealed.items = [p for p in revealed.items if p.customer_id == reveal]
     categories: dict[str, int] = {}
     for name, count in view.by_field.items():
@@ -225,7 +224,7 @@ def _incident_context(
         "v": view,
         "data": view.as_dict(now, ws.settings.timezone),
         "now": now,
-        "people": page,
+        "people": people,
         "revealed": {p.customer_id: p for p in revealed.items} if revealed else {},
         "by_country": charts.bar_chart(
             t("People affected per country"), view.by_country, testid="chart-countries"
@@ -239,18 +238,30 @@ def _incident_context(
         "by_field_label": _field_label(lang),
         "notices_total": total_notices,
         "notices_sent": sent,
-        "send_jobs": [
-            j for j in request.app.state.jobs.list("send") if j.target == f"incident {incident_id}"
-        ][:1],
+        "send_jobs": _send_jobs(request, incident_id),
         "relay": ws.settings.smtp_relay or "",
     }
+
+
+def _send_jobs(request: Request, incident_id: int) -> list[Any]:
+    jobs = request.app.state.jobs.list("send")
+    return [j for j in jobs if j.target == f"incident {incident_id}"][:1]
 
 
 @router.get("/incidents/{incident_id}")
 def incident_page(request: Request, incident_id: Id, who: Viewer, offset: Offset = 0) -> Response:
     """An incident: timeline, affected breakdown, obligations with countdowns, notices."""
-    context = _incident_context(request, incident_id, who, offset=offset)
-    return render(request, "incident.html", context)
+    people = api.people_page(request, who, incident_id, PAGE, offset, reveal=False)
+    # A send job in progress shows on the page: its state is part of what the page shows.
+    jobs = tuple(
+        (j.id, j.state, j.done, j.total, j.error) for j in _send_jobs(request, incident_id)
+    )
+    return render_kept(
+        request,
+        "incident.html",
+        (incident_id, offset, jobs),
+        lambda: _incident_context(request, incident_id, people),
+    )
 
 
 @router.post("/incidents/{incident_id}/people/{customer_id}/reveal")
@@ -267,7 +278,8 @@ def incident_reveal(
         detail={"customers": [customer_id]},
         address=client_address(request),
     )
-    context = _incident_context(request, incident_id, who, offset=offset, reveal=customer_id)
+    people = api.people_page(request, who, incident_id, PAGE, offset, reveal=False)
+    context = _incident_context(request, incident_id, people, reveal=customer_id)
     return render(request, "incident.html", context)
 
 

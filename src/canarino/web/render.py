@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,10 @@ from .i18n import LANG_COOKIE, LANGUAGES, negotiate, translator
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 templates = Jinja2Templates(directory=TEMPLATES)
+# Stands for the session's CSRF token in kept pages; replaced on every response.
+CSRF_HOLE = "csrf-" + secrets.token_hex(16)
+# Kept pages are rendered again when the minute turns (countdowns show minutes).
+PAGE_SECONDS = 60
 
 
 def _local(value: datetime | None, tz: str = "Europe/Rome") -> str:
@@ -42,26 +49,75 @@ def language_of(request: Request) -> str:
     return negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
 
+def _values(request: Request, lang: str, csrf_token: str | None) -> dict[str, Any]:
+    principal = getattr(request.state, "principal", None)
+    ws = request.app.state.workspace
+    return {
+        "request": request,
+        "t": translator(lang),
+        "lang": lang,
+        "user": principal.user if principal else None,
+        "csrf_token": csrf_token,
+        "tz": ws.settings.timezone,
+        "company": ws.settings.company_name,
+        "path": request.url.path,
+    }
+
+
+def _remember_language(request: Request, response: HTMLResponse, lang: str) -> HTMLResponse:
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax", path="/"
+        )
+    return response
+
+
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
 ) -> HTMLResponse:
     """Render template ``name`` in the request's language, with the caller and CSRF token."""
     lang = language_of(request)
     principal = getattr(request.state, "principal", None)
-    ws = request.app.state.workspace
-    values: dict[str, Any] = {
-        "t": translator(lang),
-        "lang": lang,
-        "user": principal.user if principal else None,
-        "csrf_token": principal.csrf_token if principal else None,
-        "tz": ws.settings.timezone,
-        "company": ws.settings.company_name,
-        "path": request.url.path,
-        **(context or {}),
-    }
+    values = _values(request, lang, principal.csrf_token if principal else None)
+    values.update(context or {})
     response = templates.TemplateResponse(request, name, values, status_code=status_code)
-    if request.query_params.get("lang") in LANGUAGES:
-        response.set_cookie(
-            LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax", path="/"
-        )
-    return response
+    return _remember_language(request, response, lang)
+
+
+def render_kept(
+    request: Request, name: str, key: Hashable, context: Callable[[], dict[str, Any]]
+) -> HTMLResponse:
+    """:func:`render` for a signed-in caller, the HTML kept until the data or the minute changes.
+
+    The page is kept per user, language, address and query, and ``key`` (what else the
+    page shows, e.g. background job states); ``context`` is only called to render it
+    again. The session's CSRF token is filled in per response, so one user's sessions
+    share the page and no token outlives its session in the HTML served.
+    """
+    lang = language_of(request)
+    principal = request.state.principal
+    ws = request.app.state.workspace
+    token = principal.csrf_token
+    settings = ws.settings
+    page_key = (
+        "page",
+        name,
+        request.url.path,
+        request.url.query,
+        lang,
+        principal.user,
+        principal.via,
+        settings.timezone,
+        settings.company_name,
+        int(time.time() // PAGE_SECONDS),
+        key,
+    )
+
+    def draw() -> str:
+        values = _values(request, lang, CSRF_HOLE if token else None)
+        values.update(context())
+        return templates.get_template(name).render(values)
+
+    html = ws.db.cached(page_key, draw)
+    response = HTMLResponse(html.replace(CSRF_HOLE, token) if token else html)
+    return _remember_language(request, response, lang)
