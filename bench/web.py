@@ -270,6 +270,15 @@ async def _load(
     }
 
 
+def _run(work: Any) -> Any:
+    """Run a coroutine on uvloop where installed (the server uses it too), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(work)
+    return uvloop.run(work)
+
+
 def check_page(base: str, path: str, cookie: str, marker: str) -> int:
     """One request the way a browser makes it: the real page, in full; its size in bytes."""
     from canarino.web.auth import SESSION_COOKIE
@@ -414,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path, marker in targets:
             size = check_page(base, path, cookies[0], marker)
             log(f"{args.clients} clients on {path} ({size:,} bytes) for {args.seconds:.0f} s…")
-            row = asyncio.run(_load(port, path, cookies, args.clients, args.seconds))
+            row = _run(_load(port, path, cookies, args.clients, args.seconds))
             rows.append({"page": name, "bytes": size, **row})
     finally:
         stop_server(server)

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, select
 
+from canarino import models as m
 from canarino.models import Base
-from canarino.store import make_engine, upgrade
+from canarino.store import Database, make_engine, upgrade
 
 
 def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
@@ -15,3 +21,85 @@ def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+def _database(tmp_path: Path) -> Database:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    return Database(engine)
+
+
+def test_data_version_changes_when_any_connection_or_process_commits(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    try:
+        first = db.data_version()
+        with db.session() as s:
+            s.execute(select(m.Recipient)).all()
+        assert db.data_version() == first, "a read must not change the version"
+        with db.session() as s:
+            s.add(m.Recipient(name="Vendor A", kind="vendor"))
+        second = db.data_version()
+        assert second != first
+        script = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute(\"UPDATE recipients SET kind = 'system'\"); c.commit()"
+        )
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "db.sqlite")], check=True)
+        assert db.data_version() not in (first, second)
+    finally:
+        db.close()
+
+
+def test_cached_value_is_reused_until_a_write_then_computed_again(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    calls: list[int] = []
+
+    def names() -> list[str]:
+        calls.append(1)
+        with db.session() as s:
+            return [r.name for r in s.scalars(select(m.Recipient))]
+
+    try:
+        assert db.cached("names", names) == [] and db.cached("names", names) == []
+        assert len(calls) == 1
+        with db.session() as s:
+            s.add(m.Recipient(name="Vendor B", kind="vendor"))
+        assert db.cached("names", names) == ["Vendor B"]
+        assert len(calls) == 2
+    finally:
+        db.close()
+
+
+def test_a_database_without_a_version_is_never_cached() -> None:
+    db = Database(create_engine("sqlite://"))
+    calls: list[int] = []
+    try:
+        assert db.data_version() is None
+        for _ in range(3):
+            db.cached("k", lambda: calls.append(1))
+        assert len(calls) == 3
+    finally:
+        db.close()
+
+
+def test_one_thread_computes_a_key_while_the_others_wait(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def slow() -> int:
+        calls.append(1)
+        gate.wait(5)
+        return 42
+
+    try:
+        threads = [threading.Thread(target=lambda: db.cached("slow", slow)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        gate.set()
+        for t in threads:
+            t.join(10)
+        assert calls == [1]
+    finally:
+        db.close()

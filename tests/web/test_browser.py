@@ -19,11 +19,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from canarino import incidents
 from canarino import models as m
 from canarino.callers import register_contact
 from canarino.settings import load_settings
 from canarino.testing import SmtpSink, make_customers, make_dump
-from canarino import incidents
 from canarino.web.testing import PASSWORDS, make_web_workspace
 from canarino.workspace import Workspace
 

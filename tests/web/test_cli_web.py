@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +21,7 @@ from typer.testing import CliRunner
 from canarino import users
 from canarino.cli import app
 from canarino.cli import web as cli_web
+from canarino.web.auth import SIGNIN_COOKIE
 from canarino.workspace import init_workspace
 
 runner = CliRunner()
@@ -157,3 +162,55 @@ def test_serve_answers_on_the_given_address(
             server.should_exit = True
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_serve_with_two_workers_shares_sessions_between_processes(wsdir: Path) -> None:
+    assert (
+        _run(
+            wsdir,
+            "users",
+            "add",
+            "ana",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            stdin="long-enough-pw\n",
+        ).exit_code
+        == 0
+    )  # type: ignore[attr-defined]
+    port = _free_port()
+    command = [sys.executable, "-m", "canarino", "serve", "--no-smtp", "--workers", "2"]
+    command += ["--listen", f"127.0.0.1:{port}", "--workspace", str(wsdir)]
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(base + "/health", timeout=2).json() == {"status": "ok"}
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            client.get("/signin")
+            client.post(
+                "/signin",
+                data={
+                    "username": "ana",
+                    "password": "long-enough-pw",
+                    "csrf_token": client.cookies.get(SIGNIN_COOKIE, ""),
+                    "next": "/",
+                },
+            )
+            # New connections land on either process; the session lives in the database.
+            for _ in range(6):
+                fresh = httpx.get(base + "/", cookies=dict(client.cookies), timeout=30)
+                assert fresh.status_code == 200 and 'data-testid="current-user">ana<' in fresh.text
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        output, _ = server.communicate(timeout=30)
+    text = output.decode(errors="replace")
+    assert "2 processes" in text and text.count("Started server process") == 2

@@ -87,8 +87,9 @@ def create_app(ws: Workspace) -> FastAPI:
     _include(app, hooks.router, "/hooks")
     _include(app, public.router, "/public")
     app.include_router(signin.router)
-    app.include_router(api.router)
+    # Pages before the API: routes are tried in order and people ask for pages most.
     app.include_router(pages.router)
+    app.include_router(api.router)
     problems.install(app)
     return app
 

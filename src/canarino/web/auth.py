@@ -104,7 +104,10 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
     users.check_role(role)
 
     async def dependency(request: Request) -> Principal:
-        principal = await run_in_threadpool(identify, request)
+        if hasattr(request.state, "principal"):  # the router's check ran already
+            principal: Principal | None = request.state.principal
+        else:
+            principal = await run_in_threadpool(identify, request)
         if principal is None:
             raise SignInRequired()
         if principal.via == "session":
