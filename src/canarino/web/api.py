@@ -45,11 +45,11 @@ from .. import (
     store,
     trace,
     users,
+    workspace,
 )
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..store import count_customers
 from ..workspace import Workspace
-from . import config
 from .auth import Principal, admin, analyst, client_address, viewer, workspace_of
 from .jobs import Job, Jobs, Progress
 
@@ -972,7 +972,7 @@ def audit_list(
 @router.get("/settings", response_model=SettingsOut)
 def settings_show(request: Request, who: Admin) -> SettingsOut:
     """Monitored domains and ranges and alert targets."""
-    return SettingsOut(**config.current(_ws(request)).as_dict())
+    return SettingsOut(**workspace.editable_settings(_ws(request)).as_dict())
 
 
 @router.put("/settings", response_model=SettingsOut)
@@ -980,6 +980,6 @@ def settings_update(request: Request, body: SettingsIn, who: Admin) -> SettingsO
     """Change monitored domains and ranges and alert targets; written to canarino.toml."""
     ws = _ws(request)
     changes = {k: v for k, v in body.model_dump().items() if v is not None}
-    result = config.update(ws, changes)
+    result = workspace.update_settings(ws, changes)
     audit.record(ws, who.name, "change", "settings", detail={"keys": sorted(changes)})
     return SettingsOut(**result.as_dict())

@@ -13,12 +13,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from .. import audit, delivery, incidents, recipients, shares, sightings, trace, users
+from .. import (
+    audit,
+    delivery,
+    incidents,
+    recipients,
+    shares,
+    sightings,
+    trace,
+    users,
+    workspace,
+)
 from ..errors import InvalidInput
 from ..fields import BY_NAME, category_of, label
 from ..obligations import next_due
 from ..store import Page
-from . import api, charts, config
+from . import api, charts
 from .auth import Principal, admin, analyst, client_address, viewer, workspace_of
 from .i18n import translator
 from .render import language_of, render, render_kept
@@ -354,7 +364,7 @@ def settings_page(request: Request, who: Admin) -> Response:
     """Monitored domains and ranges, alert targets."""
     ws = workspace_of(request)
     saved = request.query_params.get("saved") == "1"
-    return render(request, "settings.html", {"s": config.current(ws), "saved": saved})
+    return render(request, "settings.html", {"s": workspace.editable_settings(ws), "saved": saved})
 
 
 @router.post("/settings")
@@ -376,7 +386,7 @@ def settings_save(
         "alert_webhooks": alert_webhooks.splitlines(),
         "slack_webhooks": slack_webhooks.splitlines(),
     }
-    config.update(ws, changes)
+    workspace.update_settings(ws, changes)
     audit.record(ws, who.name, "change", "settings", detail={"keys": sorted(changes)})
     return _see_other("/settings?saved=1")
 
