@@ -20,8 +20,9 @@ been read in full (closed loop, HTTP/1.1 keep-alive, a minimal client written on
 asyncio streams so that the clients take little of the CPU the server needs). Each
 target gets ``--seconds`` of load: the overview ``/``, the incident page, and, as the
 reference, ``/health`` of the same server (no database, no template), which shows what
-the server and the clients cost by themselves on this machine; the table gives each
-page's p95 over the reference's. The load average is read before and after each target.
+the server and the clients cost by themselves on this machine. The reference runs first
+and last (the load of a shared machine drifts); the table gives each page's p95 over the
+mean p95 of the two reference runs. The load average is read before and after each target.
 
 When a page misses the goal (p95 < 200 ms), it is profiled in-process: the SQL
 statements per request and their time (SQLAlchemy events), and the functions that take
@@ -415,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         _wait_up(base)
         cookies = [sign_in(base, role) for role in ROLES]
         incident = f"/incidents/{meta['incident_id']}"
+        # The reference runs first and last: the machine's load drifts during a run.
         targets = [
+            ("reference: /health", "/health", '"ok"'),
             ("overview", "/", 'data-testid="open-incidents"'),
             ("incident", incident, 'data-testid="people-count"'),
             ("reference: /health", "/health", '"ok"'),
@@ -427,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"page": name, "bytes": size, **row})
     finally:
         stop_server(server)
-    reference = rows[-1]["p95_ms"]
+    references = [r["p95_ms"] for r in rows if r["page"].startswith("reference")]
+    reference = sum(references) / len(references)
     for r in rows:
         r["p95_over_reference"] = round(r["p95_ms"] / reference, 2) if reference else None
 
@@ -447,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(r['errors'].values())}"
         )
     profiles = []
-    for r in rows[:2]:
+    print(f"p95/ref: a page's p95 over the mean p95 of the two reference runs ({reference:.1f} ms)")
+    for r in rows[1:3]:
         if not r["p95_ms"] <= GOAL_P95_MS:
             log(f"{r['page']} misses p95 < {GOAL_P95_MS:.0f} ms; profiling it…")
             found = profile(cache / "ws", r["path"])
@@ -472,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_target": args.seconds,
         "workspace": meta,
         "pages": rows,
+        "reference_p95_ms": round(reference, 1),
         "profiles": profiles,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher, profiles
@@ -129,3 +129,16 @@ def test_disabled_users_tokens_stop_working(ws: Workspace) -> None:
     assert users.token_user(ws, secret) is None
     with pytest.raises(InvalidInput, match="disabled"):
         users.add_token(ws, "again", "siem")
+
+
+def test_token_use_is_noted_once_a_minute_not_on_every_call(ws: Workspace) -> None:
+    users.add_user(ws, "siem", "long-enough-password", "viewer")
+    secret, _ = users.add_token(ws, "export", "siem")
+    start = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert users.token_user(ws, secret, now=start) is not None
+    version = ws.db.data_version()
+    assert users.token_user(ws, secret, now=start + timedelta(seconds=30)) is not None
+    assert ws.db.data_version() == version
+    assert users.list_tokens(ws)[0].last_used_at == start
+    users.token_user(ws, secret, now=start + timedelta(minutes=2))
+    assert users.list_tokens(ws)[0].last_used_at == start + timedelta(minutes=2)
