@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import models as m
@@ -119,8 +120,11 @@ class Database:
                     self._watcher = sqlite3.connect(self._watch_file, check_same_thread=False)
                 return self._watcher.execute("PRAGMA data_version").fetchone()[0]
         if self.engine.dialect.name == "postgresql":
-            with self.engine.connect() as conn:
-                return conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar()
+            try:
+                with self.engine.connect() as conn:
+                    return conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar()
+            except SQLAlchemyError:  # a standby in recovery has no current position
+                return None
         return None
 
     def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
