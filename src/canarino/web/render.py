@@ -19,7 +19,9 @@ from .i18n import LANG_COOKIE, LANGUAGES, negotiate, translator
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
-templates = Jinja2Templates(directory=TEMPLATES)
+templates = Jinja2Templates(directory=TEMPLATES)  # autoescapes .html templates
+# Templates ship with the package: compile each once, never look at its file again.
+templates.env.auto_reload = False
 # Stands for the session's CSRF token in kept pages; replaced on every response.
 CSRF_HOLE = "csrf-" + secrets.token_hex(16)
 # Kept pages are rendered again when the minute turns (countdowns show minutes).
