@@ -14,6 +14,7 @@ spread so that each domain and number range stays rare.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -34,6 +35,7 @@ _DATE_FORMATS = (
     (re.compile(r"^\d{2}-\d{2}-\d{4}$"), "%d-%m-%Y"),
 )
 _SEQUENCE = re.compile(r"^(\D*?)(\d+)$")
+_ALPHA = 1.0  # how many customers' worth of "any decade" a first name's decades start with
 # Fields a canary draws itself; every other field of the template is mimicked.
 _DRAWN = frozenset(
     {"first_name", "last_name", "full_name", "email", "phone", "address", "city", "postcode"}
@@ -51,6 +53,81 @@ _DEFAULT_PATTERNS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Well-known consumer mail providers: where a company can provision single mailboxes
+# but never a whole domain. A rule-of-thumb list; ``propose_mailboxes`` takes any other.
+CONSUMER_PROVIDERS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.it",
+        "yahoo.fr",
+        "yahoo.de",
+        "yahoo.es",
+        "yahoo.co.uk",
+        "hotmail.com",
+        "hotmail.it",
+        "hotmail.fr",
+        "hotmail.de",
+        "hotmail.es",
+        "hotmail.co.uk",
+        "outlook.com",
+        "outlook.it",
+        "outlook.fr",
+        "outlook.de",
+        "outlook.es",
+        "outlook.pt",
+        "live.com",
+        "live.it",
+        "live.fr",
+        "live.nl",
+        "live.com.pt",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "aol.com",
+        "libero.it",
+        "virgilio.it",
+        "alice.it",
+        "tin.it",
+        "tiscali.it",
+        "email.it",
+        "fastwebnet.it",
+        "orange.fr",
+        "wanadoo.fr",
+        "free.fr",
+        "sfr.fr",
+        "neuf.fr",
+        "laposte.net",
+        "gmx.de",
+        "gmx.net",
+        "gmx.at",
+        "web.de",
+        "t-online.de",
+        "freenet.de",
+        "telefonica.net",
+        "ziggo.nl",
+        "kpnmail.nl",
+        "home.nl",
+        "planet.nl",
+        "xs4all.nl",
+        "sapo.pt",
+        "netcabo.pt",
+        "wp.pl",
+        "o2.pl",
+        "onet.pl",
+        "op.pl",
+        "interia.pl",
+        "comcast.net",
+        "att.net",
+        "sbcglobal.net",
+        "verizon.net",
+        "proton.me",
+        "protonmail.com",
+    }
+)
+
+
 @dataclass(frozen=True)
 class CanaryIdentity:
     """A synthetic customer: every field it may be exported with."""
@@ -58,6 +135,27 @@ class CanaryIdentity:
     locale: str
     country: str | None
     fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """A real mailbox the company provisioned at a consumer provider, for one canary.
+
+    The name and birth year are those the local part was built from (see
+    :func:`propose_mailboxes`); the canary that takes the mailbox takes them too, so its
+    address reads like its name. Without them the canary keeps its own name.
+    """
+
+    address: str
+    first_name: str = ""
+    last_name: str = ""
+    birth_year: int | None = None
+    country: str | None = None
+
+    @property
+    def domain(self) -> str:
+        """The provider's domain, lower case."""
+        return self.address.rsplit("@", 1)[-1].lower()
 
 
 @cache
@@ -222,22 +320,35 @@ class Urn:
             else:
                 weights.append(float(c))
         self.new = classes.get(1, 0) / total if total else 1.0
+        self.weights = [w / max(total, 1) for w in weights]
         running = 0.0
         self._cumulative = []
-        for w in weights:
-            running += w / max(total, 1)
+        for w in self.weights:
+            running += w
             self._cumulative.append(running)
 
-    def draw(self, rng: Random, *, allow_new: bool = True) -> Hashable | None:
-        """A value, or ``None`` for one never seen (only with ``allow_new``)."""
-        seen = self._cumulative[-1] if self._cumulative else 0.0
+    def draw(
+        self, rng: Random, *, allow_new: bool = True, tilt: list[float] | None = None
+    ) -> Hashable | None:
+        """A value, or ``None`` for one never seen (only with ``allow_new``).
+
+        ``tilt`` multiplies each value's weight (aligned with :attr:`values`): a
+        conditional draw, e.g. first names given a birth decade.
+        """
+        cumulative = self._cumulative
+        if tilt is not None:
+            cumulative, running = [], 0.0
+            for w, t in zip(self.weights, tilt, strict=True):
+                running += w * t
+                cumulative.append(running)
+        seen = cumulative[-1] if cumulative else 0.0
         new = self.new if allow_new else 0.0
         if seen + new <= 0:
             return None
         r = rng.random() * (seen + new)
         if r >= seen:
             return None
-        return self.values[min(bisect.bisect_right(self._cumulative, r), len(self.values) - 1)]
+        return self.values[min(bisect.bisect_right(cumulative, r), len(self.values) - 1)]
 
 
 @dataclass
@@ -257,12 +368,18 @@ class Profile:
     """
 
     rows: dict[str | None, list[Mapping[str, str]]] = field(default_factory=dict)
-    # Keyed by country, and for first names by (country, birth decade).
-    first_names: dict[tuple[str | None, int | None], Urn] = field(default_factory=dict)
+    # Keyed by country.
+    first_names: dict[str | None, Urn] = field(default_factory=dict)
     last_names: dict[str | None, Urn] = field(default_factory=dict)
     places: dict[str | None, Urn] = field(default_factory=dict)
+    # Per country: birth decades of each first name, and of everyone.
+    name_decades: dict[str | None, dict[str, Counter[int]]] = field(default_factory=dict)
+    decades: dict[str | None, Counter[int]] = field(default_factory=dict)
+    # Per country: the postcodes seen in each city (for postcodes no customer has yet).
+    city_postcodes: dict[str | None, dict[tuple[str, str], set[str]]] = field(default_factory=dict)
     domains: Counter[str] = field(default_factory=Counter)
     sequences: dict[str, _Sequence] = field(default_factory=dict)
+    _tilts: dict[tuple[str | None, int], list[float]] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, str]]) -> Profile:
@@ -273,7 +390,7 @@ class Profile:
             lambda: defaultdict(list)
         )
         seen: Counter[str] = Counter()
-        firsts: dict[tuple[str | None, int | None], list[str]] = defaultdict(list)
+        firsts: dict[str | None, list[str]] = defaultdict(list)
         lasts: dict[str | None, list[str]] = defaultdict(list)
         places: dict[str | None, list[tuple[str, str, str]]] = defaultdict(list)
         for row in rows:
@@ -281,15 +398,20 @@ class Profile:
             profile.rows.setdefault(country, []).append(row)
             first, last = row.get("first_name", ""), row.get("last_name", "")
             if first and last and _casing(first, last) == "title":
-                # Key (country, None) is the whole country.
                 if year := _year(row.get("birth_date", "")):
-                    firsts[(country, year // 10)].append(first)
-                firsts[(country, None)].append(first)
+                    profile.name_decades.setdefault(country, {}).setdefault(first, Counter())[
+                        year // 10
+                    ] += 1
+                    profile.decades.setdefault(country, Counter())[year // 10] += 1
+                firsts[country].append(first)
                 lasts[country].append(last)
             if row.get("city") or row.get("postcode"):
-                places[country].append(
-                    (row.get("city", ""), row.get("postcode", ""), row.get("region", ""))
-                )
+                place = (row.get("city", ""), row.get("postcode", ""), row.get("region", ""))
+                places[country].append(place)
+                if place[0] and place[1]:
+                    profile.city_postcodes.setdefault(country, {}).setdefault(
+                        (place[0], place[2]), set()
+                    ).add(place[1])
             email = row.get("email", "")
             if "@" in email:
                 profile.domains[email.rsplit("@", 1)[1].lower()] += 1
@@ -313,6 +435,61 @@ class Profile:
                     key[0], key[1], min(values), max(values), set(values)
                 )
         return profile
+
+    def name_tilt(self, country: str | None, decade: int) -> list[float] | None:
+        """How much likelier each first name of ``country`` is for people born in ``decade``.
+
+        By Bayes, P(name | decade) is P(name) times P(decade | name) / P(decade); with
+        P(decade | name) smoothed towards P(decade) (weight ``_ALPHA``) for rare names.
+        Averaged over decades the tilt is 1, so names keep their overall frequencies,
+        which is what a count over the file sees.
+        """
+        urn, by_name = self.first_names.get(country), self.name_decades.get(country)
+        everyone = self.decades.get(country)
+        if urn is None or not by_name or not everyone:
+            return None
+        key = (country, decade)
+        if key not in self._tilts:
+            share = everyone[decade] / sum(everyone.values())
+            tilt = []
+            for name in urn.values:
+                counts = by_name.get(str(name))
+                if not counts or share <= 0:
+                    tilt.append(1.0)
+                    continue
+                known = sum(counts.values())
+                tilt.append((counts[decade] / share + _ALPHA) / (known + _ALPHA))
+            self._tilts[key] = tilt
+        return self._tilts[key]
+
+    def new_postcode(self, country: str | None, rng: Random) -> tuple[str, str, str] | None:
+        """A place with a postcode no customer has yet, or ``None``.
+
+        The city is one seen with several postcodes sharing a prefix, and the code an
+        unused one between its lowest and highest.
+        """
+        cities = [
+            (key, codes)
+            for key, codes in self.city_postcodes.get(country, {}).items()
+            if len(codes) >= 3
+        ]
+        if not cities:
+            return None
+        (city, region), codes = rng.choice(cities)
+        width = {len(c) for c in codes}
+        digits = [c for c in codes if c.isdigit()]
+        if len(width) != 1 or len(digits) != len(codes):
+            return None
+        numbers = sorted(int(c) for c in codes)
+        stem = len(os.path.commonprefix(sorted(codes)))  # noqa: RUF071 - strings, not paths
+        if numbers[-1] - numbers[0] + 1 <= len(numbers) or stem < 1:
+            return None
+        (size,) = width
+        for _ in range(20):
+            code = f"{rng.randint(numbers[0], numbers[-1]):0{size}d}"
+            if code not in codes and code[:stem] == next(iter(codes))[:stem]:
+                return city, code, region
+        return None
 
     def donor(self, country: str | None, rng: Random, need: str = "") -> Mapping[str, str] | None:
         """A random real row of ``country`` (any country if none), with field ``need``."""
@@ -361,6 +538,7 @@ class CanaryFactory:
         phone_ranges: list[str],
         rng: Random,
         profile: Profile | None = None,
+        mailboxes: Iterable[Mailbox] = (),
     ) -> None:
         if not mail_domains:
             raise ValueError("canaries need at least one monitored mail domain")
@@ -368,6 +546,12 @@ class CanaryFactory:
         self.phone_ranges = phone_ranges
         self.rng = rng
         self.profile = profile or Profile()
+        # Provisioned mailboxes by provider: each is given to one canary only.
+        self.mailboxes: dict[str, list[Mailbox]] = defaultdict(list)
+        for box in mailboxes:
+            self.mailboxes[box.domain].append(box)
+        self.mailboxes_used = 0
+        self.mailboxes_missing = 0
         # Monitored domains real customers also use (a company's own consumer domain) are
         # given to canaries whose donor uses them; the others spread the rest.
         self._lookalike = [d for d in mail_domains if d not in self.profile.domains] or list(
@@ -383,10 +567,20 @@ class CanaryFactory:
         fake = _faker(locale)
         fake.seed_instance(self.rng.getrandbits(64))
         profile, rng = self.profile, self.rng
+        phone = None
+        if template.get("phone") or not profile.rows:
+            phone = self._phone(country, template.get("phone", ""))
+        wants_email = bool(template.get("email") or not phone or not profile.rows)
+        email_donor = profile.donor(country, rng, need="email") if wants_email else None
+        box = self._mailbox(email_donor, country) if email_donor is not None else None
         birth_donor = profile.donor(country, rng, need="birth_date")
         year = _year(birth_donor["birth_date"]) if birth_donor else None
+        year = (box.birth_year if box else None) or year
         year = year or date.today().year - rng.randrange(18, 90)
-        first, last = self._name(country, year, fake)
+        if box is not None and box.first_name and box.last_name:
+            first, last = box.first_name, box.last_name
+        else:
+            first, last = self._name(country, year, fake)
         casing = (
             _casing(template["first_name"], template.get("last_name", ""))
             if template.get("first_name")
@@ -404,20 +598,25 @@ class CanaryFactory:
             "city": template.get("city") or fake.city(),
             "postcode": template.get("postcode") or fake.postcode(),
         }
-        # Only places customers live in: an invented town is easy to check.
+        # Only places customers live in: an invented town is easy to check. The share of
+        # places seen once goes to postcodes no customer has yet, in cities known to span
+        # several postcodes (a new town cannot be made up).
         place_urn = profile.places.get(country)
-        place = place_urn.draw(rng, allow_new=False) if place_urn else None
+        place: Hashable | None = None
+        if place_urn is not None:
+            place = place_urn.draw(rng)
+            if place is None:
+                place = profile.new_postcode(country, rng) or place_urn.draw(rng, allow_new=False)
         if isinstance(place, tuple):
             fields["city"], fields["postcode"], region = place
             if region:
                 fields["region"] = region
-        phone = None
-        if template.get("phone") or not profile.rows:
-            phone = self._phone(country, template.get("phone", ""))
         if phone:
             fields["phone"] = phone
-        if template.get("email") or not phone or not profile.rows:
-            fields["email"] = self._email(country, first, last, year, fake)
+        if box is not None:
+            fields["email"] = box.address
+        elif wants_email:
+            fields["email"] = self._email(email_donor, first, last, year, fake)
         for name in _COPIED:
             if template.get(name) and name not in fields:
                 fields[name] = template[name]
@@ -432,15 +631,14 @@ class CanaryFactory:
 
     def _name(self, country: str | None, year: int, fake: Faker) -> tuple[str, str]:
         profile, rng = self.profile, self.rng
-        first: Hashable | None = None
-        # A name new in its decade may still be known in the country: ask the country next.
-        for key in ((country, year // 10), (country, None)):
-            urn = profile.first_names.get(key)
-            if urn is not None and (first := urn.draw(rng)) is not None:
-                break
-        country_first = profile.first_names.get((country, None))
+        # First names of the country, tilted towards those of the birth decade (names
+        # have eras); None is a name no customer of the country has.
+        first_urn = profile.first_names.get(country)
+        first = (
+            first_urn.draw(rng, tilt=profile.name_tilt(country, year // 10)) if first_urn else None
+        )
         if first is None:
-            first = _fresh(fake.first_name, country_first)
+            first = _fresh(fake.first_name, first_urn)
         last_urn = profile.last_names.get(country)
         last = last_urn.draw(rng) if last_urn else None
         if last is None:
@@ -453,8 +651,50 @@ class CanaryFactory:
         self._uses[choice] += 1
         return choice
 
-    def _email(self, country: str | None, first: str, last: str, year: int, fake: Faker) -> str:
-        donor = self.profile.donor(country, self.rng, need="email")
+    def mailbox_for(
+        self,
+        row: Mapping[str, str],
+        at_provider: Mapping[tuple[str | None, str], list[Mapping[str, str]]],
+    ) -> Mailbox:
+        """A mailbox proposal at the provider of ``row``'s address, for its country."""
+        country = row.get("country") or None
+        domain = row.get("email", "").rpartition("@")[2].lower()
+        fake = _faker(locale_for(country, row.get("language")))
+        fake.seed_instance(self.rng.getrandbits(64))
+        birth_donor = self.profile.donor(country, self.rng, need="birth_date")
+        year = _year(birth_donor["birth_date"]) if birth_donor else None
+        year = year or date.today().year - self.rng.randrange(18, 90)
+        first, last = self._name(country, year, fake)
+        recipe_donor = self.rng.choice(at_provider.get((country, domain)) or [row])
+        local = recipe_donor.get("email", "").lower().rpartition("@")[0]
+        pattern = email_pattern(
+            local,
+            recipe_donor.get("first_name", ""),
+            recipe_donor.get("last_name", ""),
+            _year(recipe_donor.get("birth_date", "")),
+        )
+        word = ascii_fold(fake.user_name()).rstrip("0123456789") or "info"
+        local = render_local(pattern, first, last, year, word, self.rng)
+        return Mailbox(f"{local}@{domain}", first, last, year, country)
+
+    def _mailbox(self, donor: Mapping[str, str], country: str | None) -> Mailbox | None:
+        """An unused provisioned mailbox at the provider of ``donor``'s address, if any."""
+        domain = donor["email"].rpartition("@")[2].lower()
+        if domain in self.mail_domains:
+            return None
+        if domain not in self.mailboxes:
+            return None
+        boxes = self.mailboxes[domain]
+        fits = [i for i, b in enumerate(boxes) if b.country in (None, country)]
+        if not fits:
+            self.mailboxes_missing += 1  # the pool has run out at this provider
+            return None
+        self.mailboxes_used += 1
+        return boxes.pop(self.rng.choice(fits))
+
+    def _email(
+        self, donor: Mapping[str, str] | None, first: str, last: str, year: int, fake: Faker
+    ) -> str:
         domain = None
         if donor is not None:
             local, _, donor_domain = donor["email"].lower().rpartition("@")
@@ -531,3 +771,43 @@ def _national_length(region: str) -> int:
     if example is None:
         return 10
     return len(phonenumbers.national_significant_number(example))
+
+
+def propose_mailboxes(
+    profile: Profile,
+    count: int,
+    rng: Random,
+    providers: Iterable[str] = CONSUMER_PROVIDERS,
+    taken: Iterable[str] = (),
+) -> list[Mailbox]:
+    """Mailboxes worth provisioning so that canaries look like these customers.
+
+    Each proposal copies a random customer at one of ``providers`` (so providers and
+    countries come in the customers' proportions), gets a name and birth year drawn like
+    a canary's, and a local part built with the recipe of another customer of the same
+    country at the same provider. Addresses in ``taken`` (lower case) and customers'
+    addresses are never proposed. Empty when no customer uses one of ``providers``.
+    """
+    wanted = {p.lower() for p in providers}
+    at_provider: dict[tuple[str | None, str], list[Mapping[str, str]]] = defaultdict(list)
+    seen = {t.lower() for t in taken}
+    for country, rows in profile.rows.items():
+        for row in rows:
+            email = row.get("email", "").lower()
+            seen.add(email)
+            domain = email.rpartition("@")[2]
+            if domain in wanted:
+                at_provider[(country, domain)].append(row)
+    donors = [row for rows in at_provider.values() for row in rows]
+    if not donors:
+        return []
+    factory = CanaryFactory(sorted(wanted), [], rng, profile)
+    out: list[Mailbox] = []
+    for _ in range(count):
+        for _ in range(20):
+            box = factory.mailbox_for(rng.choice(donors), at_provider)
+            if box.address not in seen:
+                seen.add(box.address)
+                out.append(box)
+                break
+    return out

@@ -6,7 +6,6 @@ import csv
 import hashlib
 import math
 import os
-import re
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -15,20 +14,20 @@ from datetime import datetime
 from pathlib import Path
 from random import Random  # noqa: TID251 - only the type; the default is SystemRandom
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from . import models as m
 from . import store
 from .canaries import CanaryFactory, CanaryIdentity, Profile
-from .customers import CUSTOMER_CONTEXT
+from .customers import CUSTOMER_CONTEXT, select_customers
 from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput
 from .fields import FIELD_NAMES, parse_field_list
+from .mailboxes import mark_used, unused_mailboxes
 from .workspace import Workspace
 
 CANARY_CONTEXT = "canary"
-_FILTER_TERM = re.compile(r"^(country|region|language)=([\w,\- ]+)$")
 
 
 @dataclass(frozen=True)
@@ -44,30 +43,6 @@ class ShareResult:
     path: Path
     sha256: str
     detection_limit: float
-
-
-def parse_filter(text: str) -> list[tuple[str, list[str]]]:
-    """Parse ``country=IT,FR region=MI`` into column conditions."""
-    terms: list[tuple[str, list[str]]] = []
-    for part in text.split():
-        match = _FILTER_TERM.match(part)
-        if match is None:
-            raise InvalidInput(
-                f"--customers: cannot read {part!r}",
-                hint="use terms like country=IT,FR region=MI language=it, separated by spaces",
-            )
-        column, values = match.group(1), [v for v in match.group(2).split(",") if v]
-        if column == "country":
-            values = [v.upper() for v in values]
-        terms.append((column, values))
-    return terms
-
-
-def _select_customers(text: str) -> Select[tuple[int, bytes]]:
-    query = select(m.Customer.id, m.Customer.sealed).order_by(m.Customer.id)
-    for column, values in parse_filter(text):
-        query = query.where(getattr(m.Customer, column).in_(values))
-    return query
 
 
 def design_for(ws: Workspace, s: Session) -> Design:
@@ -115,7 +90,7 @@ def create_share(
         who = store.get_recipient(s, recipient)
         real: list[tuple[int, dict[str, str]]] = [
             (cid, ws.vault.open(sealed, context=CUSTOMER_CONTEXT))
-            for cid, sealed in s.execute(_select_customers(customer_filter))
+            for cid, sealed in s.execute(select_customers(customer_filter))
         ]
         if not real:
             raise InvalidInput("no customer matches --customers; nothing to share")
@@ -161,11 +136,14 @@ def _canary_maker(
     Each canary starts from a random real row (country, place, which fields are empty)
     and the :class:`~canarino.canaries.Profile` of all of them for the rest.
     """
+    with ws.db.session() as s:
+        boxes = unused_mailboxes(ws, s)
     factory = CanaryFactory(
         ws.settings.mail_domains,
         ws.settings.phone_ranges,
         rng,
         Profile.from_rows(rec for _, rec in real),
+        boxes,
     )
 
     def make(n: int) -> list[CanaryIdentity]:
@@ -207,7 +185,7 @@ def create_honey_share(
         who = store.get_recipient(s, recipient)
         real: list[tuple[int, dict[str, str]]] = [
             (cid, ws.vault.open(sealed, context=CUSTOMER_CONTEXT))
-            for cid, sealed in s.execute(_select_customers(customer_filter))
+            for cid, sealed in s.execute(select_customers(customer_filter))
         ]
         if not real:
             raise InvalidInput(
@@ -328,6 +306,16 @@ def _insert_canaries(
             {"digest": d, "kind": kind, "canary_id": cid}
             for cid, c in zip(ids, canaries, strict=True)
             for kind, d in digests(c)
+        ],
+    )
+    # A canary that took a provisioned mailbox uses it up for good.
+    mark_used(
+        s,
+        [
+            (d, cid)
+            for cid, c in zip(ids, canaries, strict=True)
+            for kind, d in digests(c)
+            if kind == "email"
         ],
     )
     return ids
