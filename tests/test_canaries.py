@@ -7,14 +7,18 @@ from collections import Counter
 import phonenumbers
 import pytest
 from email_validator import validate_email
+from faker import Faker
 
 from canarino.canaries import (
+    CONSUMER_PROVIDERS,
     CanaryFactory,
+    Mailbox,
     Profile,
     ascii_fold,
     email_pattern,
     locale_for,
     mimic,
+    propose_mailboxes,
     render_local,
 )
 from canarino.testing import make_customer_base
@@ -256,3 +260,77 @@ def test_malformed_real_rows_still_give_monitored_canaries(row: dict[str, str]) 
         assert fields.get("email", "@posta-0.example.it").rsplit("@", 1)[1] in LOOKALIKE
         assert fields.get("phone", "+39333000")[:9] in RANGES
         assert fields["first_name"] and ascii_fold(fields["first_name"]) is not None
+
+
+def _make(
+    factory: CanaryFactory, base: list[dict[str, str]], n: int, seed: int
+) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        template = rng.choice(base)
+        out.append(factory.make(template, template.get("country"), template.get("language")).fields)
+    return out
+
+
+def test_pool_mailboxes_give_canaries_the_customers_provider_mix(
+    base: list[dict[str, str]],
+) -> None:
+    boxes = propose_mailboxes(Profile.from_rows(base), 700, random.Random(5))
+    pool = {b.address: b for b in boxes}
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(6), Profile.from_rows(base), boxes)
+    made = _make(factory, base, 500, 7)
+    emails = [c["email"] for c in made]
+    assert len(set(emails)) == len(emails)
+    on_pool = [e for e in emails if e in pool]
+    assert factory.mailboxes_used == len(on_pool) and factory.mailboxes_missing == 0
+    real = Counter(p["email"].rsplit("@", 1)[1] for p in base)
+    fake = Counter(e.rsplit("@", 1)[1] for e in emails)
+    consumer = sum(c for d, c in real.items() if d in CONSUMER_PROVIDERS) / len(base)
+    assert len(on_pool) / len(made) == pytest.approx(consumer, abs=0.05)
+    for provider in ("gmail.com", "libero.it"):
+        assert fake[provider] / len(made) == pytest.approx(real[provider] / len(base), abs=0.05)
+    # The canary carries the name its mailbox was made for.
+    for c in made:
+        if c["email"] in pool:
+            box = pool[c["email"]]
+            assert c["last_name"].lower() == box.last_name.lower()
+    rest = [e for e in emails if e not in pool]
+    assert all(e.rsplit("@", 1)[1] in LOOKALIKE for e in rest)
+
+
+def test_an_exhausted_pool_falls_back_to_lookalike_domains(base: list[dict[str, str]]) -> None:
+    boxes = propose_mailboxes(Profile.from_rows(base), 5, random.Random(8))
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(9), Profile.from_rows(base), boxes)
+    emails = [c["email"] for c in _make(factory, base, 200, 10)]
+    assert sorted(e for e in emails if e in {b.address for b in boxes}) == sorted(
+        b.address for b in boxes
+    )
+    assert factory.mailboxes_used == 5 and factory.mailboxes_missing > 0
+    assert sum(e.rsplit("@", 1)[1] in LOOKALIKE for e in emails) == 195
+
+
+def test_mailboxes_of_another_country_are_not_given(base: list[dict[str, str]]) -> None:
+    boxes = [Mailbox(f"someone{i}@gmail.com", "Anna", "Smith", 1980, "US") for i in range(20)]
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(11), Profile.from_rows(base), boxes)
+    emails = [c["email"] for c in _make(factory, base, 100, 12)]
+    assert not any(e.endswith("@gmail.com") for e in emails)
+
+
+def test_proposals_are_empty_without_customers_at_the_providers(
+    base: list[dict[str, str]],
+) -> None:
+    assert propose_mailboxes(Profile.from_rows(base), 5, random.Random(0), ["nobody.example"]) == []
+
+
+def test_first_names_keep_their_era_and_overall_frequency(base: list[dict[str, str]]) -> None:
+    profile = Profile.from_rows(base)
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(13), profile)
+    fake = Faker("it_IT")
+    young = Counter(factory._name("IT", 2000, fake)[0] for _ in range(400))
+    old = Counter(factory._name("IT", 1950, fake)[0] for _ in range(400))
+    real_young = Counter(p["first_name"] for p in base if p.get("birth_date", "")[:3] == "200")
+    real_old = Counter(p["first_name"] for p in base if p.get("birth_date", "")[:3] == "195")
+    # Names of the 2000s are drawn more often for the 2000s than for the 1950s.
+    top = [n for n, _ in real_young.most_common(5) if n not in dict(real_old.most_common(20))]
+    assert top and sum(young[n] for n in top) > sum(old[n] for n in top)
