@@ -37,6 +37,7 @@ import csv
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import sys
@@ -55,12 +56,13 @@ import sklearn
 from faker import Faker
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sqlalchemy import select
 
 from canarino import models as m
-from canarino.canaries import email_pattern
+from canarino.canaries import CONSUMER_PROVIDERS, email_pattern
 from canarino.customers import import_customers
+from canarino.mailboxes import add_mailboxes, pool_summary, propose
 from canarino.recipients import add_recipient
 from canarino.shares import CANARY_CONTEXT, create_share
 from canarino.testing import (
@@ -89,9 +91,15 @@ FIELDS = [
 ]
 KNOWN_PROVIDERS = {d for mix in PROVIDERS.values() for d in mix}
 TARGET = 0.55
-REPEATS = 1
-SETUPS = ("lookalike", "few-ranges", "providers")
-ATTACKERS = ("identity", "blind", "informed")
+SHARES = 6  # shares (fresh canaries each) per key set-up; --shares
+POOL_MARGIN = 1.25  # pool mailboxes per expected consumer-provider canary
+# Set-up: (attackers, shares as a fraction of SHARES); "pool" is the one that matters.
+PLAN: dict[str, tuple[tuple[str, ...], float]] = {
+    "lookalike": (("identity", "blind", "informed"), 0.5),
+    "few-ranges": (("blind",), 0.0),
+    "providers": (("blind", "informed"), 0.5),
+    "pool": (("identity", "blind", "informed"), 1.0),
+}
 
 
 # --- monitored contact points --------------------------------------------------------------
@@ -118,7 +126,8 @@ def lookalike_domains(
 
 def phone_ranges(people: list[dict[str, str]], count: int, rng: np.random.Generator) -> list[str]:
     """Blocks of 10,000 numbers (100,000 in Germany) on the operators and area codes the
-    customers use, in proportion: what a company buying number blocks should do."""
+    customers use: first one on each of as many prefixes as possible, then more in
+    proportion to the customers. What a company buying number blocks should do."""
     prefixes = Counter()
     for p in people:
         if p["phone"]:
@@ -126,9 +135,14 @@ def phone_ranges(people: list[dict[str, str]], count: int, rng: np.random.Genera
             prefixes[(code, nsn[:3], len(nsn))] += 1
     keys = list(prefixes)
     weights = np.array([prefixes[k] for k in keys], dtype=float)
+    first = rng.choice(len(keys), min(count, len(keys)), replace=False, p=weights / weights.sum())
+    picks = [keys[i] for i in first]
     out: set[str] = set()
     while len(out) < count:
-        code, op, length = keys[rng.choice(len(keys), p=weights / weights.sum())]
+        if picks:
+            code, op, length = picks.pop()
+        else:
+            code, op, length = keys[rng.choice(len(keys), p=weights / weights.sum())]
         block = length - 4 - (1 if length >= 11 else 0)
         national = op + "".join(str(d) for d in rng.integers(0, 10, block - len(op)))
         if code == "1":  # the exchange cannot start with 0 or 1
@@ -298,7 +312,7 @@ def features(rows: list[dict[str, str]], attacker: str) -> tuple[np.ndarray, lis
 
 def cv_auc(x: np.ndarray, y: np.ndarray, seed: int) -> list[float]:
     """Cross-validated AUC of the gradient-boosting attacker, one value per fold."""
-    folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=REPEATS, random_state=seed)
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     out = []
     for train, test in folds.split(x, y):
         model = HistGradientBoostingClassifier(
@@ -353,7 +367,22 @@ def share_rows(
     return rows, labels
 
 
-def run_base(kind: str, n: int, seed: int, tmp: Path) -> dict[str, Any]:
+def _summary(aucs: list[float]) -> dict[str, Any]:
+    sd = statistics.stdev(aucs) if len(aucs) > 1 else 0.0
+    return {
+        "auc_mean": round(statistics.mean(aucs), 3),
+        "auc_sd": round(sd, 3),
+        "auc_se": round(sd / len(aucs) ** 0.5, 3),
+        "shares": len(aucs),
+        "per_share": [round(a, 4) for a in aucs],
+    }
+
+
+def _consumer(email: str) -> bool:
+    return email.rsplit("@", 1)[-1] in CONSUMER_PROVIDERS
+
+
+def run_base(kind: str, n: int, seed: int, shares: int, tmp: Path) -> dict[str, Any]:
     rng = np.random.default_rng([seed, len(kind)])
     t0 = time.perf_counter()
     people = make_customer_base(kind, n, seed=seed)
@@ -362,6 +391,7 @@ def run_base(kind: str, n: int, seed: int, tmp: Path) -> dict[str, Any]:
     many = phone_ranges(people, 200, rng)
     few = phone_ranges(people, 12, rng)
     providers = sorted(KNOWN_PROVIDERS & base_domains)
+    consumer_share = sum(_consumer(p["email"]) for p in people) / len(people)
     print(f"  generated in {time.perf_counter() - t0:.0f} s", flush=True)
     ws = init_workspace(tmp / kind, mail_domains=lookalike, phone_ranges=many)
     report = import_customers(ws, write_customers_csv(tmp / f"{kind}.csv", people))
@@ -369,75 +399,89 @@ def run_base(kind: str, n: int, seed: int, tmp: Path) -> dict[str, Any]:
     print(f"  imported in {setup_s:.0f} s", flush=True)
     out: dict[str, Any] = {
         "customers": report.imported,
+        "real_on_consumer_providers": round(consumer_share, 3),
         "lookalike_domains": len(lookalike),
         "phone_ranges": {"many": len(many), "few": len(few)},
         "provider_domains_monitored_in_providers_setup": len(providers),
         "setup_s": round(setup_s, 1),
         "setups": {},
     }
-    control_done = False
-    for setup in SETUPS:
+    control_rows: list[list[dict[str, str]]] = []
+    per_share = 0
+    for setup, (attackers, fraction) in PLAN.items():
         ws.settings.mail_domains = lookalike + (providers if setup == "providers" else [])
         ws.settings.phone_ranges = few if setup == "few-ranges" else many
-        t1 = time.perf_counter()
-        rows, y = share_rows(ws, f"Vendor {setup}", tmp / f"{kind}-{setup}.csv", seed)
-        print(f"  {setup}: share in {time.perf_counter() - t1:.0f} s", flush=True)
-        cell: dict[str, Any] = {"rows": len(rows), "canaries": int(y.sum()), "attackers": {}}
-        canary_domains = Counter(
-            r["email"].rsplit("@", 1)[1]
-            for r, lab in zip(rows, y, strict=True)
-            if lab and r["email"]
-        )
-        cell["canaries_per_domain_max"] = max(canary_domains.values()) if canary_domains else 0
-        cell["canaries_on_consumer_providers"] = sum(
-            c for d, c in canary_domains.items() if d in KNOWN_PROVIDERS
-        )
-        real_on_providers = sum(
-            1
-            for r, lab in zip(rows, y, strict=True)
-            if not lab and r["email"].rsplit("@", 1)[-1] in KNOWN_PROVIDERS
-        )
-        cell["real_on_consumer_providers"] = round(
-            real_on_providers / max(1, len(rows) - y.sum()), 3
-        )
-        for attacker in ATTACKERS:
+        count = max(1, round(shares * fraction))
+        cell: dict[str, Any] = {"attackers": {}}
+        if setup == "pool":
+            # One mailbox per expected consumer-provider canary of these shares, plus a
+            # margin so that no provider runs out: what a company would provision.
+            size = int(np.ceil(count * per_share * consumer_share * POOL_MARGIN))
             t1 = time.perf_counter()
-            x, names = features(rows, attacker)
-            aucs = cv_auc(x, y, seed)
-            cell["attackers"][attacker] = {
-                "auc_mean": round(statistics.mean(aucs), 3),
-                "auc_sd": round(statistics.stdev(aucs), 3),
-                "folds": [round(a, 4) for a in aucs],
-                "features": len(names),
-                "best_single_features": univariate(x, y, names),
-                "seconds": round(time.perf_counter() - t1, 1),
-            }
+            add_mailboxes(ws, propose(ws, size, rng=random.Random(seed)))
+            cell["pool_mailboxes"] = size
+            cell["pool_per_share"] = round(size / count, 1)
+            print(f"  pool of {size} mailboxes in {time.perf_counter() - t1:.0f} s", flush=True)
+        xs: dict[str, list[np.ndarray]] = defaultdict(list)
+        ys: list[np.ndarray] = []
+        aucs: dict[str, list[float]] = defaultdict(list)
+        on_consumer: list[float] = []
+        per_domain_max = 0
+        for k in range(count):
+            t1 = time.perf_counter()
+            rows, y = share_rows(ws, f"Vendor {setup} {k}", tmp / f"{kind}-{setup}-{k}.csv", seed)
+            per_share = int(y.sum())
+            if len(control_rows) < max(2, shares // 2):
+                control_rows.append([r for r, lab in zip(rows, y, strict=True) if not lab])
+            canary_emails = [
+                r["email"] for r, lab in zip(rows, y, strict=True) if lab and r["email"]
+            ]
+            on_consumer.append(sum(map(_consumer, canary_emails)) / max(1, len(canary_emails)))
+            lookalike_use = Counter(e.rsplit("@", 1)[1] for e in canary_emails if not _consumer(e))
+            per_domain_max = max(per_domain_max, max(lookalike_use.values(), default=0))
+            ys.append(y)
+            for attacker in attackers:
+                x, names = features(rows, attacker)
+                xs[attacker].append(x)
+                aucs[attacker].append(statistics.mean(cv_auc(x, y, seed + k)))
             print(
-                f"    {attacker}: {statistics.mean(aucs):.3f} ({time.perf_counter() - t1:.0f} s)",
+                f"    {setup} share {k + 1}/{count} ({per_share} canaries, "
+                f"{time.perf_counter() - t1:.0f} s): "
+                + ", ".join(f"{a} {v[-1]:.3f}" for a, v in aucs.items()),
                 flush=True,
             )
-        if not control_done:
-            # Control: real rows only, as many random "canaries" as the share has.
-            real_idx = np.flatnonzero(y == 0)
-            real_rows = [rows[i] for i in real_idx]
-            fake_y = np.zeros(len(real_rows), dtype=int)
-            fake_y[rng.choice(len(real_rows), int(y.sum()), replace=False)] = 1
-            x, _ = features(real_rows, "informed")
-            aucs = cv_auc(x, fake_y, seed)
-            out["control"] = {
-                "auc_mean": round(statistics.mean(aucs), 3),
-                "auc_sd": round(statistics.stdev(aucs), 3),
-                "folds": [round(a, 4) for a in aucs],
+        cell["rows"] = len(ys[0])
+        cell["canaries"] = per_share
+        cell["canaries_on_consumer_providers"] = round(statistics.mean(on_consumer), 3)
+        cell["canaries_per_lookalike_domain_max"] = per_domain_max
+        y_all = np.concatenate(ys)
+        for attacker in attackers:
+            _, names = features(rows[:2], attacker)
+            cell["attackers"][attacker] = {
+                **_summary(aucs[attacker]),
+                "features": len(names),
+                "best_single_features": univariate(np.vstack(xs[attacker]), y_all, names),
             }
-            control_done = True
+        if setup == "pool":
+            summary = pool_summary(ws)
+            cell["pool_unused_after"] = sum(p.free for p in summary)
         out["setups"][setup] = cell
         print(
             f"  {kind} {setup}: "
             + ", ".join(
-                f"{a} {c['auc_mean']:.3f}±{c['auc_sd']:.3f}" for a, c in cell["attackers"].items()
+                f"{a} {c['auc_mean']:.3f}±{c['auc_se']:.3f}" for a, c in cell["attackers"].items()
             ),
             flush=True,
         )
+    # Control: real rows only, as many random "canaries" as a share has.
+    control = []
+    for k, real_rows in enumerate(control_rows):
+        fake_y = np.zeros(len(real_rows), dtype=int)
+        fake_y[rng.choice(len(real_rows), per_share, replace=False)] = 1
+        x, _ = features(real_rows, "informed")
+        control.append(statistics.mean(cv_auc(x, fake_y, seed + k)))
+    out["control"] = _summary(control)
+    print(f"  {kind} control: {out['control']['auc_mean']:.3f}", flush=True)
     ws.close()
     return out
 
@@ -446,15 +490,19 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "## Canary realism (issue #5): can a classifier tell canaries from customers?",
         "",
-        f"Run of {results['date']} on {results['machine']}; {results['customers']:,} customers per base, seed {results['seed']}, "
-        f"scikit-learn {results['sklearn']}, {results['seconds']:.0f} s in all.",
+        f"Run of {results['date']} on {results['machine']}; {results['customers']:,} customers "
+        f"per base, seed {results['seed']}, scikit-learn {results['sklearn']}, "
+        f"{results['seconds']:.0f} s in all, load average {results['load_average']}.",
         "",
-        f"HistGradientBoostingClassifier, 5-fold × {results['repeats']} stratified CV on one share of all fields (canaries ≈ 2 % of rows). "
-        "Control: the same classifier on the real rows alone with random labels (same count). Ratio = AUC / control AUC. "
+        "HistGradientBoostingClassifier, 5-fold stratified CV on each share of all fields "
+        "(canaries 2 % of rows); AUC is the mean over independent shares (fresh canaries "
+        "each) ± its standard error, sd the spread between shares. Control: the same "
+        "classifier on real rows alone with random labels. Ratio = AUC / control AUC. "
         f"Target: AUC ≤ {TARGET}.",
         "",
-        "| base | set-up | rows | canaries | attacker | AUC mean ± sd | control AUC | ratio | ≤ 0.55 | strongest single features |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | :---: | --- |",
+        "| base | set-up | shares | canaries/share | on providers | attacker | AUC ± se | sd | "
+        "control | ratio | ≤ 0.55 | strongest single features |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | :---: | --- |",
     ]
     for kind, res in results["bases"].items():
         control = res["control"]["auc_mean"]
@@ -462,9 +510,16 @@ def markdown(results: dict[str, Any]) -> str:
             for attacker, a in cell["attackers"].items():
                 best = ", ".join(f"{n} {v:.2f}" for n, v in a["best_single_features"])
                 lines.append(
-                    f"| {kind} | {setup} | {cell['rows']:,} | {cell['canaries']} | {attacker} | {a['auc_mean']:.3f} ± {a['auc_sd']:.3f} | "
-                    f"{control:.3f} ± {res['control']['auc_sd']:.3f} | {a['auc_mean'] / control:.2f} | {'yes' if a['auc_mean'] <= TARGET else 'no'} | {best} |"
+                    f"| {kind} | {setup} | {a['shares']} | {cell['canaries']} | "
+                    f"{cell['canaries_on_consumer_providers']:.0%} | {attacker} | "
+                    f"{a['auc_mean']:.3f} ± {a['auc_se']:.3f} | {a['auc_sd']:.3f} | "
+                    f"{control:.3f} | {a['auc_mean'] / control:.2f} | "
+                    f"{'yes' if a['auc_mean'] <= TARGET else 'no'} | {best} |"
                 )
+        lines.append(
+            f"| {kind} | pool size | | | real: {res['real_on_consumer_providers']:.0%} | | "
+            f"{res['setups']['pool'].get('pool_per_share', 0)} mailboxes per share | | | | | |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -474,12 +529,12 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=None)
     parser.add_argument("--bases", default="it,eu,us")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--repeats", type=int, default=1, help="repeats of the 5-fold CV")
+    parser.add_argument(
+        "--shares", type=int, default=SHARES, help="shares (fresh canaries) per key set-up"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     n = args.customers or 3_000
-    global REPEATS
-    REPEATS = args.repeats
     t0 = time.perf_counter()
     results: dict[str, Any] = {
         "date": date.today().isoformat(),
@@ -488,13 +543,14 @@ def main() -> int:
         "customers": n,
         "seed": args.seed,
         "target": TARGET,
-        "repeats": REPEATS,
+        "shares": args.shares,
+        "load_average": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "bases": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.bases.split(","):
             print(f"{kind}: {n:,} customers", flush=True)
-            results["bases"][kind] = run_base(kind, n, args.seed, Path(tmp))
+            results["bases"][kind] = run_base(kind, n, args.seed, args.shares, Path(tmp))
     results["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "realism.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

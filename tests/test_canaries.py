@@ -148,12 +148,29 @@ def test_canaries_are_spread_evenly_over_domains_and_ranges(
     assert len(ranges) == len(RANGES)
 
 
-def test_canary_phones_keep_the_operator_of_their_template(base: list[dict[str, str]]) -> None:
-    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(4), Profile.from_rows(base))
-    for person in base[:200]:
-        if person.get("phone", "")[3:6] in {r[3:6] for r in RANGES}:
-            canary = factory.make(person, "IT", "it").fields
-            assert canary["phone"][3:6] == person["phone"][3:6]
+def test_canary_phone_operators_follow_the_customers(
+    base: list[dict[str, str]], canaries: list[dict[str, str]]
+) -> None:
+    ops = {r[3:6] for r in RANGES}
+    real = Counter(p["phone"][3:6] for p in base if p.get("phone", "")[3:6] in ops)
+    fake = Counter(c["phone"][3:6] for c in canaries if "phone" in c)
+    assert set(fake) <= ops
+    for op in ops:
+        assert fake[op] / fake.total() == pytest.approx(real[op] / real.total(), abs=0.06)
+
+
+def test_us_canaries_get_area_codes_of_their_state() -> None:
+    people = [{k: v for k, v in p.items() if v} for p in make_customer_base("us", 1_500, seed=4)]
+    ranges = sorted({p["phone"][:5] + "555" for p in people if "phone" in p})
+    rng = random.Random(5)
+    factory = CanaryFactory(LOOKALIKE, ranges, rng, Profile.from_rows(people))
+    codes: dict[str, set[str]] = {}
+    for p in people:
+        if "phone" in p:
+            codes.setdefault(p["region"], set()).add(p["phone"][2:5])
+    made = [factory.make(t, "US", "en").fields for t in rng.sample(people, 300)]
+    local = [c["phone"][2:5] in codes.get(c["region"], set()) for c in made if "phone" in c]
+    assert sum(local) / len(local) >= 0.8
 
 
 def test_canaries_keep_contact_points_unique(canaries: list[dict[str, str]]) -> None:

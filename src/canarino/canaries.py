@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 from random import Random  # noqa: TID251 - only the type; callers pass SystemRandom
+from typing import Any
 
 import phonenumbers
 from faker import Faker
@@ -351,6 +352,37 @@ class Urn:
         return self.values[min(bisect.bisect_right(cumulative, r), len(self.values) - 1)]
 
 
+class _WeightedUrn:
+    """Values drawn with given weights, each at most once (a place goes to one canary)."""
+
+    def __init__(self, weights: Mapping[Hashable, float]) -> None:
+        self.values = list(weights)
+        self.weights = [weights[v] or 1.0 for v in self.values]
+        self.used: set[int] = set()
+
+    def draw(self, rng: Random) -> Hashable | None:
+        """A value not drawn before, or ``None`` when all are used."""
+        if len(self.used) == len(self.values):
+            return None
+        for _ in range(20):
+            (i,) = rng.choices(range(len(self.values)), weights=self.weights)
+            if i not in self.used:
+                self.used.add(i)
+                return self.values[i]
+        return None
+
+
+@dataclass(frozen=True)
+class Place:
+    """A real place (from a gazetteer); ``weight`` is its population, or 1."""
+
+    country: str | None
+    city: str
+    postcode: str
+    region: str = ""
+    weight: float = 1.0
+
+
 @dataclass
 class _Sequence:
     prefix: str
@@ -377,13 +409,25 @@ class Profile:
     decades: dict[str | None, Counter[int]] = field(default_factory=dict)
     # Per country: the postcodes seen in each city (for postcodes no customer has yet).
     city_postcodes: dict[str | None, dict[tuple[str, str], set[str]]] = field(default_factory=dict)
+    # Per country: real places no customer of the share lives in (from a gazetteer the
+    # company gives), with weights (population), for the share of places seen once.
+    unseen_places: dict[str | None, Urn] = field(default_factory=dict)
+    # Per country: the first digits (operator, area code) of customers' phone numbers,
+    # and the regions each is seen in (area codes belong to places).
+    phone_prefixes: dict[str | None, Urn] = field(default_factory=dict)
+    prefix_regions: dict[str | None, dict[str, Counter[str]]] = field(default_factory=dict)
+    phone_regions: dict[str | None, Counter[str]] = field(default_factory=dict)
     domains: Counter[str] = field(default_factory=Counter)
     sequences: dict[str, _Sequence] = field(default_factory=dict)
-    _tilts: dict[tuple[str | None, int], list[float]] = field(default_factory=dict)
+    _tilts: dict[tuple[str, str | None, Hashable], list[float]] = field(default_factory=dict)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, str]]) -> Profile:
-        """Learn the distributions of ``rows`` (canonical-field dicts)."""
+    def from_rows(cls, rows: Iterable[Mapping[str, str]], places: Iterable[Place] = ()) -> Profile:
+        """Learn the distributions of ``rows`` (canonical-field dicts).
+
+        ``places`` are real places (a gazetteer): those where no row lives are where
+        canaries go for the share of places seen once, instead of a made-up town.
+        """
         profile = cls()
         shapes: dict[str, Counter[tuple[str, int]]] = defaultdict(Counter)
         numbers: dict[str, dict[tuple[str, int], list[int]]] = defaultdict(
@@ -392,7 +436,8 @@ class Profile:
         seen: Counter[str] = Counter()
         firsts: dict[str | None, list[str]] = defaultdict(list)
         lasts: dict[str | None, list[str]] = defaultdict(list)
-        places: dict[str | None, list[tuple[str, str, str]]] = defaultdict(list)
+        places_seen: dict[str | None, list[tuple[str, str, str]]] = defaultdict(list)
+        prefixes: dict[str | None, list[str]] = defaultdict(list)
         for row in rows:
             country = row.get("country") or None
             profile.rows.setdefault(country, []).append(row)
@@ -407,7 +452,7 @@ class Profile:
                 lasts[country].append(last)
             if row.get("city") or row.get("postcode"):
                 place = (row.get("city", ""), row.get("postcode", ""), row.get("region", ""))
-                places[country].append(place)
+                places_seen[country].append(place)
                 if place[0] and place[1]:
                     profile.city_postcodes.setdefault(country, {}).setdefault(
                         (place[0], place[2]), set()
@@ -415,6 +460,13 @@ class Profile:
             email = row.get("email", "")
             if "@" in email:
                 profile.domains[email.rsplit("@", 1)[1].lower()] += 1
+            if (prefix := _phone_prefix(row.get("phone", ""), country)) is not None:
+                prefixes[country].append(prefix)
+                region = row.get("region", "")
+                profile.prefix_regions.setdefault(country, {}).setdefault(prefix, Counter())[
+                    region
+                ] += 1
+                profile.phone_regions.setdefault(country, Counter())[region] += 1
             for name, value in row.items():
                 if name in _DRAWN or name in _COPIED or name == "birth_date" or not value:
                     continue
@@ -426,7 +478,17 @@ class Profile:
                     numbers[name][key].append(int(match.group(2)))
         profile.first_names = {k: Urn(v) for k, v in firsts.items()}
         profile.last_names = {k: Urn(v) for k, v in lasts.items()}
-        profile.places = {k: Urn(v) for k, v in places.items()}
+        profile.places = {k: Urn(v) for k, v in places_seen.items()}
+        profile.phone_prefixes = {k: Urn(v) for k, v in prefixes.items()}
+        unseen: dict[str | None, dict[tuple[str, str, str], float]] = defaultdict(dict)
+        for place in places:
+            key = (place.city, place.postcode, place.region)
+            urn = profile.places.get(place.country)
+            if urn is None or key not in urn.known:
+                unseen[place.country][key] = max(place.weight, 0.0)
+        profile.unseen_places = {
+            country: _WeightedUrn(found) for country, found in unseen.items() if found
+        }
         for name, counter in shapes.items():
             (key, count), *_ = counter.most_common(1)
             if count >= 20 and count >= 0.9 * seen[name]:
@@ -444,23 +506,52 @@ class Profile:
         Averaged over decades the tilt is 1, so names keep their overall frequencies,
         which is what a count over the file sees.
         """
-        urn, by_name = self.first_names.get(country), self.name_decades.get(country)
-        everyone = self.decades.get(country)
-        if urn is None or not by_name or not everyone:
+        return self._tilt(
+            ("name", country, decade),
+            self.first_names.get(country),
+            self.name_decades.get(country),
+            self.decades.get(country),
+            decade,
+        )
+
+    def prefix_tilt(self, country: str | None, region: str) -> list[float] | None:
+        """How much likelier each phone prefix of ``country`` is in ``region`` (as above)."""
+        return self._tilt(
+            ("phone", country, region),
+            self.phone_prefixes.get(country),
+            self.prefix_regions.get(country),
+            self.phone_regions.get(country),
+            region,
+        )
+
+    def _tilt(
+        self,
+        key: tuple[str, str | None, Hashable],
+        urn: Urn | None,
+        by_value: Mapping[str, Counter[Any]] | None,
+        everyone: Counter[Any] | None,
+        condition: Hashable,
+    ) -> list[float] | None:
+        if urn is None or not by_value or not everyone:
             return None
-        key = (country, decade)
         if key not in self._tilts:
-            share = everyone[decade] / sum(everyone.values())
+            share = everyone[condition] / sum(everyone.values())
             tilt = []
-            for name in urn.values:
-                counts = by_name.get(str(name))
+            for value in urn.values:
+                counts = by_value.get(str(value))
                 if not counts or share <= 0:
                     tilt.append(1.0)
                     continue
                 known = sum(counts.values())
-                tilt.append((counts[decade] / share + _ALPHA) / (known + _ALPHA))
+                tilt.append((counts[condition] / share + _ALPHA) / (known + _ALPHA))
             self._tilts[key] = tilt
         return self._tilts[key]
+
+    def new_place(self, country: str | None, rng: Random) -> tuple[str, str, str] | None:
+        """A real place of the gazetteer where no customer of the share lives, or ``None``."""
+        urn = self.unseen_places.get(country)
+        found = urn.draw(rng) if urn is not None else None
+        return found if isinstance(found, tuple) else None
 
     def new_postcode(self, country: str | None, rng: Random) -> tuple[str, str, str] | None:
         """A place with a postcode no customer has yet, or ``None``.
@@ -567,10 +658,8 @@ class CanaryFactory:
         fake = _faker(locale)
         fake.seed_instance(self.rng.getrandbits(64))
         profile, rng = self.profile, self.rng
-        phone = None
-        if template.get("phone") or not profile.rows:
-            phone = self._phone(country, template.get("phone", ""))
-        wants_email = bool(template.get("email") or not phone or not profile.rows)
+        wants_phone = bool(self.phone_ranges and (template.get("phone") or not profile.rows))
+        wants_email = bool(template.get("email") or not wants_phone or not profile.rows)
         email_donor = profile.donor(country, rng, need="email") if wants_email else None
         box = self._mailbox(email_donor, country) if email_donor is not None else None
         birth_donor = profile.donor(country, rng, need="birth_date")
@@ -598,20 +687,26 @@ class CanaryFactory:
             "city": template.get("city") or fake.city(),
             "postcode": template.get("postcode") or fake.postcode(),
         }
-        # Only places customers live in: an invented town is easy to check. The share of
-        # places seen once goes to postcodes no customer has yet, in cities known to span
-        # several postcodes (a new town cannot be made up).
+        # Only real places: an invented town is easy to check. The share of places seen
+        # once goes to a real place no customer of the share lives in (from the gazetteer)
+        # or else to a postcode no customer has yet in a city known to span several.
         place_urn = profile.places.get(country)
         place: Hashable | None = None
         if place_urn is not None:
             place = place_urn.draw(rng)
             if place is None:
-                place = profile.new_postcode(country, rng) or place_urn.draw(rng, allow_new=False)
+                place = (
+                    profile.new_place(country, rng)
+                    or profile.new_postcode(country, rng)
+                    or place_urn.draw(rng, allow_new=False)
+                )
         if isinstance(place, tuple):
             fields["city"], fields["postcode"], region = place
             if region:
                 fields["region"] = region
-        if phone:
+        if wants_phone and (
+            phone := self._phone(country, template.get("phone", ""), fields.get("region", ""))
+        ):
             fields["phone"] = phone
         if box is not None:
             fields["email"] = box.address
@@ -678,19 +773,34 @@ class CanaryFactory:
         return Mailbox(f"{local}@{domain}", first, last, year, country)
 
     def _mailbox(self, donor: Mapping[str, str], country: str | None) -> Mailbox | None:
-        """An unused provisioned mailbox at the provider of ``donor``'s address, if any."""
+        """An unused provisioned mailbox for a canary whose ``donor`` has this address.
+
+        At the donor's provider if one is left for the country; otherwise, when the donor
+        is at a consumer provider, at another provider of the pool (a mailbox at a
+        provider is far more like a customer than one on a look-alike domain). ``None``
+        for donors on other domains, and when the pool has nothing left for the country.
+        """
         domain = donor["email"].rpartition("@")[2].lower()
-        if domain in self.mail_domains:
+        if domain in self.mail_domains or not self.mailboxes:
             return None
-        if domain not in self.mailboxes:
+        if domain not in self.mailboxes and domain not in CONSUMER_PROVIDERS:
             return None
-        boxes = self.mailboxes[domain]
-        fits = [i for i, b in enumerate(boxes) if b.country in (None, country)]
+        fits = [
+            (domain, i)
+            for i, b in enumerate(self.mailboxes.get(domain, ()))
+            if b.country in (None, country)
+        ] or [
+            (d, i)
+            for d, boxes in self.mailboxes.items()
+            for i, b in enumerate(boxes)
+            if b.country in (None, country)
+        ]
         if not fits:
-            self.mailboxes_missing += 1  # the pool has run out at this provider
+            self.mailboxes_missing += 1  # the pool has run out for this country
             return None
         self.mailboxes_used += 1
-        return boxes.pop(self.rng.choice(fits))
+        d, i = self.rng.choice(fits)
+        return self.mailboxes[d].pop(i)
 
     def _email(
         self, donor: Mapping[str, str] | None, first: str, last: str, year: int, fake: Faker
@@ -712,13 +822,16 @@ class CanaryFactory:
         local = render_local(pattern, first, last, year, word, self.rng)
         return f"{local}@{domain or self._least_used(self._lookalike)}"
 
-    def _phone(self, country: str | None, like: str) -> str | None:
+    def _phone(self, country: str | None, like: str, region: str = "") -> str | None:
         if not self.phone_ranges:
             return None
         local = [
             p for p in self.phone_ranges if _region_of_prefix(p) == country
         ] or self.phone_ranges
-        if like:
+        drawn = self._range_like_customers(country, local, region)
+        if drawn:
+            local = drawn
+        elif like:
             # Prefer ranges of the same operator or area code as the real number.
             try:
                 nsn = phonenumbers.national_significant_number(phonenumbers.parse(like))
@@ -739,6 +852,35 @@ class CanaryFactory:
             if region is None or phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
                 return candidate
         return candidate
+
+    def _range_like_customers(
+        self, country: str | None, ranges: list[str], region: str
+    ) -> list[str]:
+        """Ranges of a phone prefix drawn like customers' (Good-Turing, region-tilted).
+
+        A prefix seen c times is drawn with the chance that a customer's is seen c + 1
+        times, so the canary's prefix is as common in the file as a customer's; the
+        share of prefixes seen once goes to ranges on prefixes no customer has. Only
+        prefixes with a least used range can be drawn, so have many ranges spread over
+        operators and area codes. Empty without customers' phones.
+        """
+        urn = self.profile.phone_prefixes.get(country)
+        if urn is None:
+            return []
+        # Only the least used ranges, so that no block holds two canaries of a share
+        # while another is empty (a block's prefix would become frequent).
+        low = min(self._uses[p] for p in ranges)
+        by_prefix: dict[str, list[str]] = defaultdict(list)
+        for p in ranges:
+            if self._uses[p] == low:
+                by_prefix[_national(p)[:3]].append(p)
+        tilt = self.profile.prefix_tilt(country, region) or [1.0] * len(urn.values)
+        usable = [t if v in by_prefix else 0.0 for v, t in zip(urn.values, tilt, strict=True)]
+        unseen = [p for k, ps in by_prefix.items() if k not in urn.known for p in ps]
+        prefix = urn.draw(self.rng, allow_new=bool(unseen), tilt=usable)
+        if prefix is None:
+            return unseen
+        return by_prefix[str(prefix)]
 
     def _birth_date(self, template: str, year: int) -> str:
         born = date(year, 1, 1) + timedelta(days=self.rng.randrange(365))
@@ -811,3 +953,20 @@ def propose_mailboxes(
                 out.append(box)
                 break
     return out
+
+
+def _phone_prefix(phone: str, country: str | None) -> str | None:
+    """The first three national digits of an E.164 number of ``country``, cheaply."""
+    if not phone.startswith("+") or not country:
+        return None
+    code = _country_code(country)
+    digits = re.sub(r"\D", "", phone)
+    if not code or not digits.startswith(code) or len(digits) < len(code) + 3:
+        return None
+    return digits[len(code) : len(code) + 3]
+
+
+@cache
+def _country_code(country: str) -> str:
+    code = phonenumbers.country_code_for_region(country)
+    return str(code) if code else ""
