@@ -25,6 +25,7 @@ from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput
 from .fields import FIELD_NAMES, parse_field_list
 from .mailboxes import mark_used, unused_mailboxes
+from .places import read_places
 from .workspace import Workspace
 
 CANARY_CONTEXT = "canary"
@@ -138,11 +139,13 @@ def _canary_maker(
     """
     with ws.db.session() as s:
         boxes = unused_mailboxes(ws, s)
+    places_file = ws.settings.places_file
+    places = read_places(ws.settings.workspace / places_file) if places_file else []
     factory = CanaryFactory(
         ws.settings.mail_domains,
         ws.settings.phone_ranges,
         rng,
-        Profile.from_rows(rec for _, rec in real),
+        Profile.from_rows((rec for _, rec in real), places),
         boxes,
     )
 
