@@ -2,19 +2,24 @@
 
 Usage::
 
-    .venv/bin/python bench/realism.py            # 3,000 customers per base, ~5-15 min on 2 cores
-    .venv/bin/python bench/realism.py --customers 10000 --repeats 2   # tighter figures
+    .venv/bin/python bench/realism.py                  # 3,000 customers per base, 6 shares
+    .venv/bin/python bench/realism.py --shares 12      # tighter figures, twice as long
 
 For each realistic customer base of :mod:`canarino.testing` (Italian, mixed EU, US) it
 creates a workspace, imports the customers, and writes real shares with
-:func:`canarino.shares.create_share` (all fields) under three monitoring set-ups:
+:func:`canarino.shares.create_share` (all fields, each share with fresh canaries) under
+these monitoring set-ups:
 
-* ``lookalike``: 120 look-alike mail domains the company owns, 200 phone ranges on the
-  customers' operators and area codes, in proportion;
-* ``few-ranges``: the same domains, only 12 phone ranges (what not to do);
-* ``providers``: as ``lookalike``, and the company can also receive mail at the consumer
-  providers its customers use (mailboxes it provisions there); hypothetical, it shows
-  what the look-alike domains cost.
+* ``lookalike``: 120 look-alike mail domains the company owns; 200 phone ranges, first
+  one on each operator or area code the customers use, then more in proportion to them;
+  a gazetteer (``places_file``) of the base's world;
+* ``few-ranges``: the same, with only 12 phone ranges (what not to do);
+* ``providers``: as ``lookalike``, and the company receives mail for the whole consumer
+  providers' domains (hypothetical: what an ISP that owns its customers' domain has);
+* ``pool-no-places``: as ``pool`` without the gazetteer;
+* ``pool``: as ``lookalike``, plus a pool of mailboxes provisioned at the consumer
+  providers (:mod:`canarino.mailboxes`), proposed with ``propose`` and sized as one per
+  expected consumer-provider canary of the shares plus a quarter (``POOL_MARGIN``).
 
 An attacker holding one share then trains scikit-learn's HistGradientBoostingClassifier
 on features engineered from every field (name frequencies, name-age consistency, birth
@@ -25,9 +30,12 @@ consistency, customer-number gaps). Three attackers:
 * ``blind``: every field; the domain only as its frequency in the file;
 * ``informed``: ``blind`` plus knowing which domains are consumer providers.
 
-AUC is cross-validated (5 stratified folds; ``--repeats`` for more). The control is the same classifier, same
-features, on the real rows alone with random labels (as many as there are canaries): the
-AUC a classifier reaches on nothing. Writes ``bench/results/realism.{json,md}``.
+Each share's AUC is cross-validated (5 stratified folds); a set-up's AUC is the mean over
+its shares, with the standard error of that mean. The control is the same classifier,
+same features, on the real rows alone with random labels (as many as there are
+canaries): the AUC a classifier reaches on nothing. The gazetteer is the places of a
+base five times larger from the same generator (its first customers are the base).
+Writes ``bench/results/realism.{json,md}``.
 """
 
 from __future__ import annotations
@@ -95,11 +103,13 @@ SHARES = 6  # shares (fresh canaries each) per key set-up; --shares
 POOL_MARGIN = 1.25  # pool mailboxes per expected consumer-provider canary
 # Set-up: (attackers, shares as a fraction of SHARES); "pool" is the one that matters.
 PLAN: dict[str, tuple[tuple[str, ...], float]] = {
-    "lookalike": (("identity", "blind", "informed"), 0.5),
+    "lookalike": (("identity", "informed"), 0.34),
     "few-ranges": (("blind",), 0.0),
-    "providers": (("blind", "informed"), 0.5),
+    "providers": (("informed",), 0.34),
+    "pool-no-places": (("informed",), 0.34),
     "pool": (("identity", "blind", "informed"), 1.0),
 }
+GAZETTEER_FACTOR = 5  # the gazetteer: places of a base this many times larger
 
 
 # --- monitored contact points --------------------------------------------------------------
@@ -149,6 +159,15 @@ def phone_ranges(people: list[dict[str, str]], count: int, rng: np.random.Genera
             national = op + str(rng.integers(2, 10)) + national[4:]
         out.add(f"+{code}{national}")
     return sorted(out)
+
+
+def write_places(path: Path, world: list[dict[str, str]]) -> None:
+    """The gazetteer file (``places_file``) of a generated world."""
+    counts = Counter((p["country"], p["city"], p["postcode"], p["region"]) for p in world)
+    with path.open("w", encoding="utf-8", newline="") as fp:
+        writer = csv.writer(fp)
+        writer.writerow(["country", "city", "postcode", "region", "population"])
+        writer.writerows([*key, count] for key, count in counts.items())
 
 
 def _locale(country: str) -> str:
@@ -316,8 +335,8 @@ def cv_auc(x: np.ndarray, y: np.ndarray, seed: int) -> list[float]:
     out = []
     for train, test in folds.split(x, y):
         model = HistGradientBoostingClassifier(
-            max_iter=200,
-            learning_rate=0.05,
+            max_iter=100,
+            learning_rate=0.1,
             max_leaf_nodes=15,
             class_weight="balanced",
             random_state=seed,
@@ -385,7 +404,12 @@ def _consumer(email: str) -> bool:
 def run_base(kind: str, n: int, seed: int, shares: int, tmp: Path) -> dict[str, Any]:
     rng = np.random.default_rng([seed, len(kind)])
     t0 = time.perf_counter()
-    people = make_customer_base(kind, n, seed=seed)
+    # The same world, larger: its first n customers are the base, and all its places
+    # are the gazetteer (real places, weighted by how many live there).
+    world = make_customer_base(kind, n * GAZETTEER_FACTOR, seed=seed)
+    people = world[:n]
+    places_file = tmp / f"{kind}-places.csv"
+    write_places(places_file, world)
     base_domains = {p["email"].rsplit("@", 1)[1] for p in people}
     lookalike = lookalike_domains(kind, 120, base_domains, rng)
     many = phone_ranges(people, 200, rng)
@@ -403,6 +427,7 @@ def run_base(kind: str, n: int, seed: int, shares: int, tmp: Path) -> dict[str, 
         "lookalike_domains": len(lookalike),
         "phone_ranges": {"many": len(many), "few": len(few)},
         "provider_domains_monitored_in_providers_setup": len(providers),
+        "gazetteer_places": len({(p["country"], p["city"], p["postcode"]) for p in world}),
         "setup_s": round(setup_s, 1),
         "setups": {},
     }
@@ -411,9 +436,10 @@ def run_base(kind: str, n: int, seed: int, shares: int, tmp: Path) -> dict[str, 
     for setup, (attackers, fraction) in PLAN.items():
         ws.settings.mail_domains = lookalike + (providers if setup == "providers" else [])
         ws.settings.phone_ranges = few if setup == "few-ranges" else many
+        ws.settings.places_file = None if setup == "pool-no-places" else places_file
         count = max(1, round(shares * fraction))
         cell: dict[str, Any] = {"attackers": {}}
-        if setup == "pool":
+        if setup.startswith("pool"):
             # One mailbox per expected consumer-provider canary of these shares, plus a
             # margin so that no provider runs out: what a company would provision.
             size = int(np.ceil(count * per_share * consumer_share * POOL_MARGIN))
@@ -462,7 +488,7 @@ def run_base(kind: str, n: int, seed: int, shares: int, tmp: Path) -> dict[str, 
                 "features": len(names),
                 "best_single_features": univariate(np.vstack(xs[attacker]), y_all, names),
             }
-        if setup == "pool":
+        if setup.startswith("pool"):
             summary = pool_summary(ws)
             cell["pool_unused_after"] = sum(p.free for p in summary)
         out["setups"][setup] = cell
