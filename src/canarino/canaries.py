@@ -6,9 +6,11 @@ service modules pass ``secrets.SystemRandom()`` so canary choices cannot be pred
 A :class:`Profile` of the real rows of a share lets every canary field follow the real
 distribution: countries and places, first names by birth decade, surnames, birth years,
 the way e-mail local parts are built, the casing of names, missing fields and the ranges
-of customer numbers. Contact points are the exception: they must be ones
-the company watches, so e-mail domains and phone numbers come from the monitored lists,
-spread so that each domain and number range stays rare.
+of customer numbers, with real places from a gazetteer where no customer lives. Contact
+points must be ones the company watches: a provisioned :class:`Mailbox` at the same
+consumer provider as customers use when the company has one left, otherwise a monitored
+look-alike domain; phone numbers in the monitored ranges, on operators drawn like the
+customers'. Domains and ranges are spread so that each stays rare.
 """
 
 from __future__ import annotations
