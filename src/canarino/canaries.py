@@ -632,6 +632,7 @@ class CanaryFactory:
         rng: Random,
         profile: Profile | None = None,
         mailboxes: Iterable[Mailbox] = (),
+        pool_domains: Iterable[str] = (),
     ) -> None:
         if not mail_domains:
             raise ValueError("canaries need at least one monitored mail domain")
@@ -643,6 +644,8 @@ class CanaryFactory:
         self.mailboxes: dict[str, list[Mailbox]] = defaultdict(list)
         for box in mailboxes:
             self.mailboxes[box.domain].append(box)
+        # Providers the pool has (or had) mailboxes at: running out there is reported.
+        self._pool_domains = set(self.mailboxes) | {d.lower() for d in pool_domains}
         self.mailboxes_used = 0
         self.mailboxes_missing = 0
         # Monitored domains real customers also use (a company's own consumer domain) are
@@ -783,9 +786,9 @@ class CanaryFactory:
         for donors on other domains, and when the pool has nothing left for the country.
         """
         domain = donor["email"].rpartition("@")[2].lower()
-        if domain in self.mail_domains or not self.mailboxes:
+        if domain in self.mail_domains or not self._pool_domains:
             return None
-        if domain not in self.mailboxes and domain not in CONSUMER_PROVIDERS:
+        if domain not in self._pool_domains and domain not in CONSUMER_PROVIDERS:
             return None
         fits = [
             (domain, i)

@@ -24,7 +24,7 @@ from .customers import CUSTOMER_CONTEXT, select_customers
 from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput
 from .fields import FIELD_NAMES, parse_field_list
-from .mailboxes import mark_used, unused_mailboxes
+from .mailboxes import mark_used, pool_summary, unused_mailboxes
 from .places import read_places
 from .workspace import Workspace
 
@@ -44,6 +44,9 @@ class ShareResult:
     path: Path
     sha256: str
     detection_limit: float
+    # Canaries drawn like customers at a provider of the mailbox pool that found no
+    # unused mailbox there for their country and went to a look-alike domain.
+    mailboxes_short: int = 0
 
 
 def design_for(ws: Workspace, s: Session) -> Design:
@@ -96,7 +99,7 @@ def create_share(
         if not real:
             raise InvalidInput("no customer matches --customers; nothing to share")
         design = design_for(ws, s)
-        make = _canary_maker(ws, real, rng)
+        make, factory = _canary_maker(ws, real, rng)
         exclusive_layer = design.layer("exclusive")
         assert exclusive_layer is not None
         count = _exclusive_count(ws, len(real), exclusive_layer.per_share)
@@ -126,12 +129,13 @@ def create_share(
             out,
             digest,
             detection_limit(count, ws.settings.canary_miss, exclusive_layer.hits_needed),
+            factory.mailboxes_missing,
         )
 
 
 def _canary_maker(
     ws: Workspace, real: list[tuple[int, dict[str, str]]], rng: Random
-) -> Callable[[int], list[CanaryIdentity]]:
+) -> tuple[Callable[[int], list[CanaryIdentity]], CanaryFactory]:
     """Draw canaries that follow the distribution of ``real``, the share's customers.
 
     Each canary starts from a random real row (country, place, which fields are empty)
@@ -139,6 +143,7 @@ def _canary_maker(
     """
     with ws.db.session() as s:
         boxes = unused_mailboxes(ws, s)
+    pool_domains = [p.domain for p in pool_summary(ws)]
     places_file = ws.settings.places_file
     places = read_places(ws.settings.workspace / places_file) if places_file else []
     factory = CanaryFactory(
@@ -147,6 +152,7 @@ def _canary_maker(
         rng,
         Profile.from_rows((rec for _, rec in real), places),
         boxes,
+        pool_domains,
     )
 
     def make(n: int) -> list[CanaryIdentity]:
@@ -156,7 +162,7 @@ def _canary_maker(
             made.append(factory.make(template, template.get("country"), template.get("language")))
         return made
 
-    return make
+    return make, factory
 
 
 def _exclusive_count(ws: Workspace, rows: int, per_share: int) -> int:
@@ -208,7 +214,7 @@ def create_honey_share(
         assert exclusive_layer is not None
         if count is None:
             count = _exclusive_count(ws, len(real), exclusive_layer.per_share)
-        make = _canary_maker(ws, real, rng)
+        make, factory = _canary_maker(ws, real, rng)
         honey = make(count)
         ids = _insert_canaries(ws, s, honey, "exclusive", 0.0, make)
         rows = [[c.fields.get(f, "") for f in names] for c in honey]
@@ -224,6 +230,7 @@ def create_honey_share(
             out,
             digest,
             detection_limit(len(ids), ws.settings.canary_miss, exclusive_layer.hits_needed),
+            factory.mailboxes_missing,
         )
 
 

@@ -223,6 +223,7 @@ def share_cmd(
                 "path": str(result.path),
                 "sha256": result.sha256,
                 "detection_limit": round(result.detection_limit, 4),
+                "mailboxes_short": result.mailboxes_short,
             }
         )
         return
@@ -234,6 +235,12 @@ def share_cmd(
         f"A leak of {result.detection_limit:.1%} or more of this export will contain a canary "
         "(99% of the time)."
     )
+    if result.mailboxes_short:
+        out.print(
+            f"[yellow]The mailbox pool ran out for {result.mailboxes_short} canaries[/], "
+            "which use look-alike domains instead: add mailboxes "
+            "('canarino canaries mailboxes propose')."
+        )
 
 
 @canaries_app.command("honey")
