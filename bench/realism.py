@@ -518,7 +518,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Run of {results['date']} on {results['machine']}; {results['customers']:,} customers "
         f"per base, seed {results['seed']}, scikit-learn {results['sklearn']}, "
-        f"{results['seconds']:.0f} s in all, load average {results['load_average']}.",
+        f"{results['seconds']:.0f} s in all, load average {results['load_average_start']} at "
+        f"the start, {results['load_average']} at the end.",
         "",
         "HistGradientBoostingClassifier, 5-fold stratified CV on each share of all fields "
         "(canaries 2 % of rows); AUC is the mean over independent shares (fresh canaries "
@@ -570,7 +571,7 @@ def main() -> int:
         "seed": args.seed,
         "target": TARGET,
         "shares": args.shares,
-        "load_average": " ".join(f"{v:.1f}" for v in os.getloadavg()),
+        "load_average_start": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "bases": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -578,6 +579,7 @@ def main() -> int:
             print(f"{kind}: {n:,} customers", flush=True)
             results["bases"][kind] = run_base(kind, n, args.seed, args.shares, Path(tmp))
     results["seconds"] = round(time.perf_counter() - t0, 1)
+    results["load_average"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "realism.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     text = markdown(results)
