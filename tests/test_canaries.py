@@ -7,14 +7,19 @@ from collections import Counter
 import phonenumbers
 import pytest
 from email_validator import validate_email
+from faker import Faker
 
 from canarino.canaries import (
+    CONSUMER_PROVIDERS,
     CanaryFactory,
+    Mailbox,
+    Place,
     Profile,
     ascii_fold,
     email_pattern,
     locale_for,
     mimic,
+    propose_mailboxes,
     render_local,
 )
 from canarino.testing import make_customer_base
@@ -144,12 +149,33 @@ def test_canaries_are_spread_evenly_over_domains_and_ranges(
     assert len(ranges) == len(RANGES)
 
 
-def test_canary_phones_keep_the_operator_of_their_template(base: list[dict[str, str]]) -> None:
-    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(4), Profile.from_rows(base))
-    for person in base[:200]:
-        if person.get("phone", "")[3:6] in {r[3:6] for r in RANGES}:
-            canary = factory.make(person, "IT", "it").fields
-            assert canary["phone"][3:6] == person["phone"][3:6]
+def test_canary_phone_operators_follow_the_customers(base: list[dict[str, str]]) -> None:
+    ops = {r[3:6] for r in RANGES}
+    real = Counter(p["phone"][3:6] for p in base if p.get("phone", "")[3:6] in ops)
+    # Shares have fewer canaries than ranges: one factory per share of 20.
+    fake: Counter[str] = Counter()
+    for seed in range(30):
+        factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(seed), Profile.from_rows(base))
+        made = _make(factory, base, 20, 100 + seed)
+        fake.update(c["phone"][3:6] for c in made if "phone" in c)
+    assert set(fake) <= ops
+    for op in ops:
+        assert fake[op] / fake.total() == pytest.approx(real[op] / real.total(), abs=0.06)
+
+
+def test_us_canaries_get_area_codes_of_their_state() -> None:
+    people = [{k: v for k, v in p.items() if v} for p in make_customer_base("us", 1_500, seed=4)]
+    ranges = sorted({p["phone"][:5] + "555" for p in people if "phone" in p})
+    codes: dict[str, set[str]] = {}
+    for p in people:
+        if "phone" in p:
+            codes.setdefault(p["region"], set()).add(p["phone"][2:5])
+    made = []
+    for seed in range(15):  # one factory per share of 20 canaries
+        factory = CanaryFactory(LOOKALIKE, ranges, random.Random(seed), Profile.from_rows(people))
+        made += _make(factory, people, 20, 200 + seed)
+    local = [c["phone"][2:5] in codes.get(c["region"], set()) for c in made if "phone" in c]
+    assert sum(local) / len(local) >= 0.7  # a random area code: about one in ten
 
 
 def test_canaries_keep_contact_points_unique(canaries: list[dict[str, str]]) -> None:
@@ -201,7 +227,16 @@ def test_canary_places_numbers_and_casing_come_from_the_real_rows(
     base: list[dict[str, str]], canaries: list[dict[str, str]]
 ) -> None:
     places = {(p["city"], p["postcode"], p["region"]) for p in base}
-    assert all((c["city"], c["postcode"], c["region"]) in places for c in canaries)
+    codes: dict[tuple[str, str], set[str]] = {}
+    for p in base:
+        codes.setdefault((p["city"], p["region"]), set()).add(p["postcode"])
+    new = [c for c in canaries if (c["city"], c["postcode"], c["region"]) not in places]
+    # Only the share of places seen once goes to postcodes no customer has, and only in
+    # real cities seen with several postcodes, inside their range.
+    assert 0 < len(new) < 0.1 * len(canaries)
+    for c in new:
+        known = codes[(c["city"], c["region"])]
+        assert len(known) >= 3 and min(known) < c["postcode"] < max(known)
     real_ids = {p["customer_id"] for p in base}
     low, high = min(real_ids), max(real_ids)
     ids = [c["customer_id"] for c in canaries]
@@ -247,3 +282,100 @@ def test_malformed_real_rows_still_give_monitored_canaries(row: dict[str, str]) 
         assert fields.get("email", "@posta-0.example.it").rsplit("@", 1)[1] in LOOKALIKE
         assert fields.get("phone", "+39333000")[:9] in RANGES
         assert fields["first_name"] and ascii_fold(fields["first_name"]) is not None
+
+
+def _make(
+    factory: CanaryFactory, base: list[dict[str, str]], n: int, seed: int
+) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        template = rng.choice(base)
+        out.append(factory.make(template, template.get("country"), template.get("language")).fields)
+    return out
+
+
+def test_pool_mailboxes_give_canaries_the_customers_provider_mix(
+    base: list[dict[str, str]],
+) -> None:
+    boxes = propose_mailboxes(Profile.from_rows(base), 700, random.Random(5))
+    pool = {b.address: b for b in boxes}
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(6), Profile.from_rows(base), boxes)
+    made = _make(factory, base, 500, 7)
+    emails = [c["email"] for c in made]
+    assert len(set(emails)) == len(emails)
+    on_pool = [e for e in emails if e in pool]
+    assert factory.mailboxes_used == len(on_pool) and factory.mailboxes_missing == 0
+    real = Counter(p["email"].rsplit("@", 1)[1] for p in base)
+    fake = Counter(e.rsplit("@", 1)[1] for e in emails)
+    consumer = sum(c for d, c in real.items() if d in CONSUMER_PROVIDERS) / len(base)
+    assert len(on_pool) / len(made) == pytest.approx(consumer, abs=0.05)
+    for provider in ("gmail.com", "libero.it"):
+        assert fake[provider] / len(made) == pytest.approx(real[provider] / len(base), abs=0.05)
+    # The canary carries the name its mailbox was made for.
+    for c in made:
+        if c["email"] in pool:
+            box = pool[c["email"]]
+            assert c["last_name"].lower() == box.last_name.lower()
+    rest = [e for e in emails if e not in pool]
+    assert all(e.rsplit("@", 1)[1] in LOOKALIKE for e in rest)
+
+
+def test_an_exhausted_pool_falls_back_to_lookalike_domains(base: list[dict[str, str]]) -> None:
+    boxes = propose_mailboxes(Profile.from_rows(base), 5, random.Random(8))
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(9), Profile.from_rows(base), boxes)
+    emails = [c["email"] for c in _make(factory, base, 200, 10)]
+    assert sorted(e for e in emails if e in {b.address for b in boxes}) == sorted(
+        b.address for b in boxes
+    )
+    assert factory.mailboxes_used == 5 and factory.mailboxes_missing > 0
+    assert sum(e.rsplit("@", 1)[1] in LOOKALIKE for e in emails) == 195
+
+
+def test_mailboxes_of_another_country_are_not_given(base: list[dict[str, str]]) -> None:
+    boxes = [Mailbox(f"someone{i}@gmail.com", "Anna", "Smith", 1980, "US") for i in range(20)]
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(11), Profile.from_rows(base), boxes)
+    emails = [c["email"] for c in _make(factory, base, 100, 12)]
+    assert not any(e.endswith("@gmail.com") for e in emails)
+
+
+def test_proposals_are_empty_without_customers_at_the_providers(
+    base: list[dict[str, str]],
+) -> None:
+    assert propose_mailboxes(Profile.from_rows(base), 5, random.Random(0), ["nobody.example"]) == []
+
+
+def test_first_names_keep_their_era_and_overall_frequency(base: list[dict[str, str]]) -> None:
+    profile = Profile.from_rows(base)
+    factory = CanaryFactory(LOOKALIKE, RANGES, random.Random(13), profile)
+    fake = Faker("it_IT")
+    young = Counter(factory._name("IT", 2000, fake)[0] for _ in range(400))
+    old = Counter(factory._name("IT", 1950, fake)[0] for _ in range(400))
+    real_young = Counter(p["first_name"] for p in base if p.get("birth_date", "")[:3] == "200")
+    real_old = Counter(p["first_name"] for p in base if p.get("birth_date", "")[:3] == "195")
+    # Names of the 2000s are drawn more often for the 2000s than for the 1950s.
+    top = [n for n, _ in real_young.most_common(5) if n not in dict(real_old.most_common(20))]
+    assert top and sum(young[n] for n in top) > sum(old[n] for n in top)
+
+
+def test_gazetteer_places_fill_the_share_of_places_seen_once(base: list[dict[str, str]]) -> None:
+    gazetteer = [Place("IT", f"Borgo {i}", f"{10000 + i}", "AO", 1.0 + i % 3) for i in range(400)]
+    factory = CanaryFactory(
+        LOOKALIKE, RANGES, random.Random(14), Profile.from_rows(base, gazetteer)
+    )
+    made = _make(factory, base, 600, 15)
+    known = {(p["city"], p["postcode"], p["region"]) for p in base}
+    listed = {(g.city, g.postcode, g.region) for g in gazetteer}
+    places = [(c["city"], c["postcode"], c["region"]) for c in made]
+    assert all(p in known or p in listed for p in places)
+    new = [p for p in places if p in listed]
+    singles = sum(
+        1
+        for c in Counter(
+            known_place for known_place in ((p["city"], p["postcode"], p["region"]) for p in base)
+        ).values()
+        if c == 1
+    )
+    # About as many canaries in a place of their own as customers alone in theirs.
+    assert len(new) / len(made) == pytest.approx(singles / len(base), abs=0.04)
+    assert len(set(new)) == len(new)

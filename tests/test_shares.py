@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from canarino import models as m
+from canarino.customers import parse_filter
 from canarino.errors import InvalidInput, NotFound
 from canarino.recipients import add_recipient
-from canarino.shares import ShareResult, create_share, parse_filter
+from canarino.shares import ShareResult, create_share
 from canarino.workspace import Workspace
 
 from .conftest import MAIL_DOMAINS

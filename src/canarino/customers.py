@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 
 from . import models as m
 from . import store
@@ -25,6 +26,7 @@ from .sources import Limits, open_source
 from .workspace import Workspace
 
 CUSTOMER_CONTEXT = "customer"
+_FILTER_TERM = re.compile(r"^(country|region|language)=([\w,\- ]+)$")
 _FLUSH = 2_000
 
 
@@ -242,3 +244,28 @@ def load_customers(ws: Workspace, ids: Sequence[int]) -> dict[int, dict[str, str
             ):
                 out[cid] = ws.vault.open(sealed, context=CUSTOMER_CONTEXT)
     return out
+
+
+def parse_filter(text: str) -> list[tuple[str, list[str]]]:
+    """Parse ``country=IT,FR region=MI`` into column conditions."""
+    terms: list[tuple[str, list[str]]] = []
+    for part in text.split():
+        match = _FILTER_TERM.match(part)
+        if match is None:
+            raise InvalidInput(
+                f"--customers: cannot read {part!r}",
+                hint="use terms like country=IT,FR region=MI language=it, separated by spaces",
+            )
+        column, values = match.group(1), [v for v in match.group(2).split(",") if v]
+        if column == "country":
+            values = [v.upper() for v in values]
+        terms.append((column, values))
+    return terms
+
+
+def select_customers(text: str) -> Select[tuple[int, bytes]]:
+    """Ids and sealed records of the customers a ``--customers`` filter matches, by id."""
+    query = select(m.Customer.id, m.Customer.sealed).order_by(m.Customer.id)
+    for column, values in parse_filter(text):
+        query = query.where(getattr(m.Customer, column).in_(values))
+    return query

@@ -421,3 +421,24 @@ class Assessment(Base):
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
     reason: Mapped[str] = mapped_column(String(300))
     obligations: Mapped[list[Any]]
+
+
+class PoolMailbox(Base):
+    """A mailbox the company provisioned at a consumer provider, given to one canary ever.
+
+    The address (with the name it was made for) is sealed; ``digest`` is its e-mail
+    pseudonym, so mail to it and a second registration are recognised. ``canary_id`` is
+    set when a canary takes it; from then on it is used for good.
+    """
+
+    __tablename__ = "mailbox_pool"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    domain: Mapped[str] = mapped_column(String(253), index=True)
+    country: Mapped[str | None] = mapped_column(String(2))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    canary_id: Mapped[int | None] = mapped_column(
+        ForeignKey("canaries.id", ondelete="SET NULL"), index=True
+    )
+    used_at: Mapped[datetime | None]
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Monitored phone number prefixes in E.164 (e.g. +3934755) canaries use.",
     )
+    places_file: Path | None = Field(
+        None,
+        description="CSV of real places (country, city, postcode, region, population) "
+        "canaries may live in where no customer of a share does, e.g. the national "
+        "postcode list; relative to the workspace.",
+    )
     timezone: str = Field("Europe/Rome", description="Time zone deadlines are shown in.")
     establishment: str = Field(
         "IT",

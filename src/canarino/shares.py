@@ -6,7 +6,6 @@ import csv
 import hashlib
 import math
 import os
-import re
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -16,20 +15,21 @@ from pathlib import Path
 from random import Random  # noqa: TID251 - only the type; the default is SystemRandom
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from . import models as m
 from . import store
 from .canaries import CanaryFactory, CanaryIdentity, Profile
-from .customers import CUSTOMER_CONTEXT
+from .customers import CUSTOMER_CONTEXT, select_customers
 from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, parse_field_list
+from .mailboxes import mark_used, pool_summary, unused_mailboxes
+from .places import read_places
 from .workspace import Workspace
 
 CANARY_CONTEXT = "canary"
-_FILTER_TERM = re.compile(r"^(country|region|language)=([\w,\- ]+)$")
 
 
 @dataclass(frozen=True)
@@ -45,30 +45,9 @@ class ShareResult:
     path: Path
     sha256: str
     detection_limit: float
-
-
-def parse_filter(text: str) -> list[tuple[str, list[str]]]:
-    """Parse ``country=IT,FR region=MI`` into column conditions."""
-    terms: list[tuple[str, list[str]]] = []
-    for part in text.split():
-        match = _FILTER_TERM.match(part)
-        if match is None:
-            raise InvalidInput(
-                f"--customers: cannot read {part!r}",
-                hint="use terms like country=IT,FR region=MI language=it, separated by spaces",
-            )
-        column, values = match.group(1), [v for v in match.group(2).split(",") if v]
-        if column == "country":
-            values = [v.upper() for v in values]
-        terms.append((column, values))
-    return terms
-
-
-def _select_customers(text: str) -> Select[tuple[int, bytes]]:
-    query = select(m.Customer.id, m.Customer.sealed).order_by(m.Customer.id)
-    for column, values in parse_filter(text):
-        query = query.where(getattr(m.Customer, column).in_(values))
-    return query
+    # Canaries drawn like customers at a provider of the mailbox pool that found no
+    # unused mailbox there for their country and went to a look-alike domain.
+    mailboxes_short: int = 0
 
 
 def design_for(ws: Workspace, s: Session) -> Design:
@@ -116,12 +95,12 @@ def create_share(
         who = store.get_recipient(s, recipient)
         real: list[tuple[int, dict[str, str]]] = [
             (cid, ws.vault.open(sealed, context=CUSTOMER_CONTEXT))
-            for cid, sealed in s.execute(_select_customers(customer_filter))
+            for cid, sealed in s.execute(select_customers(customer_filter))
         ]
         if not real:
             raise InvalidInput("no customer matches --customers; nothing to share")
         design = design_for(ws, s)
-        make = _canary_maker(ws, real, rng)
+        make, factory = _canary_maker(ws, real, rng)
         exclusive_layer = design.layer("exclusive")
         assert exclusive_layer is not None
         count = _exclusive_count(ws, len(real), exclusive_layer.per_share)
@@ -151,22 +130,30 @@ def create_share(
             out,
             digest,
             detection_limit(count, ws.settings.canary_miss, exclusive_layer.hits_needed),
+            factory.mailboxes_missing,
         )
 
 
 def _canary_maker(
     ws: Workspace, real: list[tuple[int, dict[str, str]]], rng: Random
-) -> Callable[[int], list[CanaryIdentity]]:
+) -> tuple[Callable[[int], list[CanaryIdentity]], CanaryFactory]:
     """Draw canaries that follow the distribution of ``real``, the share's customers.
 
     Each canary starts from a random real row (country, place, which fields are empty)
     and the :class:`~canarino.canaries.Profile` of all of them for the rest.
     """
+    with ws.db.session() as s:
+        boxes = unused_mailboxes(ws, s)
+    pool_domains = [p.domain for p in pool_summary(ws)]
+    places_file = ws.settings.places_file
+    places = read_places(ws.settings.workspace / places_file) if places_file else []
     factory = CanaryFactory(
         ws.settings.mail_domains,
         ws.settings.phone_ranges,
         rng,
-        Profile.from_rows(rec for _, rec in real),
+        Profile.from_rows((rec for _, rec in real), places),
+        boxes,
+        pool_domains,
     )
 
     def make(n: int) -> list[CanaryIdentity]:
@@ -176,7 +163,7 @@ def _canary_maker(
             made.append(factory.make(template, template.get("country"), template.get("language")))
         return made
 
-    return make
+    return make, factory
 
 
 def _exclusive_count(ws: Workspace, rows: int, per_share: int) -> int:
@@ -208,7 +195,7 @@ def create_honey_share(
         who = store.get_recipient(s, recipient)
         real: list[tuple[int, dict[str, str]]] = [
             (cid, ws.vault.open(sealed, context=CUSTOMER_CONTEXT))
-            for cid, sealed in s.execute(_select_customers(customer_filter))
+            for cid, sealed in s.execute(select_customers(customer_filter))
         ]
         if not real:
             raise InvalidInput(
@@ -228,7 +215,7 @@ def create_honey_share(
         assert exclusive_layer is not None
         if count is None:
             count = _exclusive_count(ws, len(real), exclusive_layer.per_share)
-        make = _canary_maker(ws, real, rng)
+        make, factory = _canary_maker(ws, real, rng)
         honey = make(count)
         ids = _insert_canaries(ws, s, honey, "exclusive", 0.0, make)
         rows = [[c.fields.get(f, "") for f in names] for c in honey]
@@ -244,6 +231,7 @@ def create_honey_share(
             out,
             digest,
             detection_limit(len(ids), ws.settings.canary_miss, exclusive_layer.hits_needed),
+            factory.mailboxes_missing,
         )
 
 
@@ -329,6 +317,16 @@ def _insert_canaries(
             {"digest": d, "kind": kind, "canary_id": cid}
             for cid, c in zip(ids, canaries, strict=True)
             for kind, d in digests(c)
+        ],
+    )
+    # A canary that took a provisioned mailbox uses it up for good.
+    mark_used(
+        s,
+        [
+            (d, cid)
+            for cid, c in zip(ids, canaries, strict=True)
+            for kind, d in digests(c)
+            if kind == "email"
         ],
     )
     return ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import getpass
 import os
 import pwd
@@ -20,12 +21,19 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from canarino import models as m
+from canarino.canaries import Mailbox
+from canarino.customers import import_customers
 from canarino.errors import InvalidInput
 from canarino.inbound.imap import poll_mailbox, state_path
 from canarino.inbound.mail import MailIn, record_mail
+from canarino.mailboxes import add_mailboxes
+from canarino.recipients import add_recipient
+from canarino.shares import create_share
 from canarino.sightings import noise_counts
-from canarino.workspace import Workspace
+from canarino.testing import make_customers, write_customers_csv
+from canarino.workspace import Workspace, init_workspace
 
+from ..conftest import MAIL_DOMAINS, PHONE_RANGES
 from .conftest import control_emails
 
 USER, PASSWORD = "box@canary-mail.it", "s3cret-box"
@@ -245,3 +253,30 @@ def test_the_pipeline_records_canaries_and_counts_the_rest(mailws: Workspace) ->
     after = noise_counts(mailws)
     assert after["unknown"] == before["unknown"] + 1
     assert after["control"] == before["control"] + 1
+
+
+def test_mail_to_a_pool_mailbox_at_a_provider_becomes_a_sighting(
+    dovecot: int, tmp_path: Path
+) -> None:
+    ws = init_workspace(tmp_path / "ws", mail_domains=MAIL_DOMAINS, phone_ranges=PHONE_RANGES)
+    ws.settings.control_canaries = 0
+    try:
+        people = make_customers(60, seed=9)
+        import_customers(ws, write_customers_csv(tmp_path / "c.csv", people))
+        providers = sorted({p["email"].rsplit("@", 1)[1] for p in people})
+        add_mailboxes(ws, [Mailbox(f"pool.box{i}@{d}") for d in providers for i in range(15)])
+        add_recipient(ws, "Vendor P", "vendor")
+        share = create_share(ws, "Vendor P", "first_name,last_name,email", tmp_path / "p.csv")
+        with share.path.open(encoding="utf-8", newline="") as fp:
+            pooled = [r for r in csv.DictReader(fp) if r["email"].startswith("pool.box")]
+        assert len(pooled) == share.canaries
+        row = pooled[0]
+        # The provider delivers to its own mailbox; a collecting mailbox gets it forwarded.
+        _append(dovecot, _mail(row["email"], f"Gentile {row['last_name']}, conto bloccato"))
+        report = poll_mailbox(ws, "127.0.0.1", USER, PASSWORD, port=dovecot, use_ssl=False)
+        assert (report.sightings, report.evidence) == (1, 1)
+        with ws.db.session() as s:
+            sighting = s.scalars(select(m.Sighting)).one()
+        assert sighting.canary_id is not None and sighting.evidence["uses"] == ["name"]
+    finally:
+        ws.close()

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from .. import customers as customers_mod
-from .. import recipients, shares, sightings
+from .. import mailboxes, recipients, shares, sightings
+from ..canaries import Mailbox
 from ..design import DesignInput, plan
 from ..errors import InvalidInput
 from ..simulate import simulate
@@ -29,8 +30,14 @@ from .base import (
     recipients_app,
 )
 
-canaries_app = _app("Canary records outside shares: honey records for live systems.")
+canaries_app = _app(
+    "Canary records outside shares: honey records for live systems, provisioned mailboxes."
+)
 app.add_typer(canaries_app, name="canaries")
+mailboxes_app = _app(
+    "The mailbox pool: single mailboxes you own at consumer providers, one per canary."
+)
+canaries_app.add_typer(mailboxes_app, name="mailboxes")
 
 # --- workspace ---------------------------------------------------------------------------
 
@@ -216,6 +223,7 @@ def share_cmd(
                 "path": str(result.path),
                 "sha256": result.sha256,
                 "detection_limit": round(result.detection_limit, 4),
+                "mailboxes_short": result.mailboxes_short,
             }
         )
         return
@@ -227,6 +235,12 @@ def share_cmd(
         f"A leak of {result.detection_limit:.1%} or more of this export will contain a canary "
         "(99% of the time)."
     )
+    if result.mailboxes_short:
+        out.print(
+            f"[yellow]The mailbox pool ran out for {result.mailboxes_short} canaries[/], "
+            "which use look-alike domains instead: add mailboxes "
+            "('canarino canaries mailboxes propose')."
+        )
 
 
 @canaries_app.command("honey")
@@ -281,6 +295,108 @@ def canaries_honey(
         f"{result.canaries:,} honey records written to {result.path}"
     )
     out.print("Import them into the system, not into canarino; delete the file afterwards.")
+
+
+@mailboxes_app.command("add")
+def mailboxes_add(
+    addresses: Annotated[
+        list[str] | None, typer.Argument(help="Addresses of mailboxes you have created.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV file with an address column (and first_name, last_name, birth_year, "
+            "country), e.g. the one 'propose' wrote."
+        ),
+    ] = None,
+    first_name: Annotated[
+        str, typer.Option(help="Name the local part was built from (one address only).")
+    ] = "",
+    last_name: Annotated[str, typer.Option(help="Surname that goes with --first-name.")] = "",
+    birth_year: Annotated[
+        int | None, typer.Option(help="Birth year in the local part, if any.")
+    ] = None,
+    country: Annotated[
+        str | None, typer.Option(help="Country (ISO code) of the canaries it suits.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Register mailboxes you own at consumer providers; each goes to one canary, ever.
+
+    Canaries drawn like customers at a provider take an unused mailbox there, so their
+    provider mix follows the customers'. Read their mail with 'canarino imap poll'.
+    """
+    given = list(addresses or [])
+    if (first_name or last_name or birth_year or country) and len(given) != 1:
+        raise InvalidInput(
+            "--first-name, --last-name, --birth-year and --country describe one address",
+            hint="give exactly one address with them, or put them in a --file",
+        )
+    boxes = [Mailbox(a, first_name, last_name, birth_year, country) for a in given]
+    if file is not None:
+        boxes += mailboxes.read_mailbox_file(file)
+    with _workspace(workspace) as ws:
+        added = mailboxes.add_mailboxes(ws, boxes)
+    out.print(f"{added:,} mailboxes added to the pool.")
+
+
+@mailboxes_app.command("list")
+def mailboxes_list(
+    addresses: Annotated[
+        bool, typer.Option("--addresses", help="List every address, not counts per provider.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the pool: mailboxes per provider and how many no canary has taken yet."""
+    with _workspace(workspace) as ws:
+        if addresses:
+            boxes = mailboxes.list_mailboxes(ws)
+            if json_out:
+                _print_json([{"address": b.address, "used": used} for b, used in boxes])
+                return
+            table = Table("address", "used")
+            for b, used in boxes:
+                table.add_row(b.address, "yes" if used else "")
+            out.print(table)
+            return
+        pools = mailboxes.pool_summary(ws)
+    if json_out:
+        _print_json([p.__dict__ for p in pools])
+        return
+    table = Table("provider", "mailboxes", "unused")
+    for p in pools:
+        table.add_row(p.domain, str(p.total), str(p.free))
+    out.print(table)
+
+
+@mailboxes_app.command("propose")
+def mailboxes_propose(
+    count: Annotated[int, typer.Option(min=1, help="How many mailboxes to propose.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write them (CSV).")],
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(help="A provider to propose at (repeat; default: well-known ones)."),
+    ] = None,
+    customers: Annotated[
+        str,
+        typer.Option(
+            "--customers", help="Customers to look like, e.g. 'country=IT' (default: all)."
+        ),
+    ] = "",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Propose mailboxes to create, shaped like your customers' addresses.
+
+    Providers and countries come in the customers' proportions, each with a name and
+    birth year and a local part built the way customers build theirs. Create the
+    mailboxes (change a local part the provider refuses, keeping its recipe), then
+    register the file with 'canarino canaries mailboxes add --file'.
+    """
+    with _workspace(workspace) as ws:
+        boxes = mailboxes.propose(ws, count, providers=provider, customer_filter=customers)
+    mailboxes.write_mailbox_file(out_path, boxes)
+    out.print(f"{len(boxes):,} mailboxes proposed in {out_path}; nothing is registered yet.")
 
 
 @app.command("design")

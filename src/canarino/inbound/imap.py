@@ -1,6 +1,8 @@
 """Polling canary mailboxes hosted elsewhere (IMAP) into the same mail pipeline.
 
-For companies whose canary domains' mail is hosted by a provider: each run logs in,
+For companies whose canary domains' mail is hosted by a provider, and for the mailboxes
+of the pool provisioned at consumer providers (:mod:`canarino.mailboxes`; forward them
+all to one collecting mailbox, or poll each): each run logs in,
 opens the folder read-only (nothing is deleted, moved or even marked as read), fetches
 the messages whose UID is above the last one seen, and records them like the SMTP
 listener does (provider ``imap``). The last UID per server, user and folder is kept in
@@ -25,6 +27,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from ..errors import InvalidInput
+from ..mailboxes import pool_addresses
 from ..workspace import Workspace
 from .evidence import DnsFunc, recipients_in_headers
 from .mail import MailIn, on_domains, record_mail
@@ -71,6 +74,13 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _watched(ws: Workspace, addresses: list[str]) -> list[str]:
+    """Those of ``addresses`` on a monitored domain or in the mailbox pool."""
+    ours = on_domains(addresses, ws.settings.mail_domains)
+    rest = [a for a in addresses if a not in ours]
+    return ours + (pool_addresses(ws, rest) if rest else [])
+
+
 def _connect(host: str, port: int | None, use_ssl: bool, timeout: float) -> IMAPClient:
     try:
         client = IMAPClient(
@@ -111,13 +121,13 @@ def poll_mailbox(
 ) -> PollReport:
     """Fetch the new messages of one mailbox and record them as sightings or noise.
 
-    Recipients are read from Delivered-To, X-Original-To, To and Cc; when none is on a
-    monitored domain and ``user`` is itself an address there, the mailbox's own address
-    is the recipient. Messages larger than ``smtp_max_bytes`` are skipped (counted).
+    Recipients are read from Delivered-To, X-Original-To, To and Cc and kept when on a
+    monitored domain or in the mailbox pool; when none is and ``user`` itself is such an
+    address, the mailbox's own address is the recipient. Messages larger than ``smtp_max_bytes`` are skipped (counted).
     """
     state = _load_state(state_path(ws))
     key = f"{user}@{host}:{port or ''}/{folder}"
-    fallback = on_domains([user], ws.settings.mail_domains) if "@" in user else []
+    fallback = _watched(ws, [user]) if "@" in user else []
     report = PollReport()
     client = _connect(host, port, use_ssl, timeout)
     try:
@@ -153,7 +163,6 @@ def _poll(
     path = state_path(ws)
     found = state.get(key)
     entry: dict[str, Any] = found if isinstance(found, dict) else {}
-    domains = ws.settings.mail_domains
     try:
         client.login(user, password)
     except LoginError:
@@ -185,7 +194,7 @@ def _poll(
             if not isinstance(body, bytes):
                 continue  # expunged meanwhile
             report.fetched += 1
-            recipients = on_domains(recipients_in_headers(body), domains) or fallback
+            recipients = _watched(ws, recipients_in_headers(body)) or fallback
             if not recipients:
                 report.not_ours += 1
                 continue
