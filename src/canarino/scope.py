@@ -248,10 +248,11 @@ class Matcher:
         out = np.zeros(size, dtype=bool)
         if not self.monitored.ranges or not len(forms):
             return out
-        digits = pc.replace_substring_regex(forms, r"^\+?(?:00)?", "", max_replacements=1)
+        # Candidates are E.164 ("+…"); a prefix test on the raw form needs no regex.
         hit = np.zeros(len(forms), dtype=bool)
         for prefix in self.monitored.ranges:
-            hit |= pc.starts_with(digits, prefix).to_numpy(zero_copy_only=False)
+            for written in (f"+{prefix}", prefix, f"00{prefix}", f"+00{prefix}"):
+                hit |= _mask(pc.starts_with(forms, written))
         out[positions[hit]] = True
         return out
 
@@ -450,3 +451,7 @@ def build_scope(groups: Iterable[tuple[str | None, str | None, str, int]]) -> Sc
         dict(regions.most_common()),
         dict(exposures.most_common()),
     )
+
+
+def _mask(values: pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
