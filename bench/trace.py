@@ -429,6 +429,7 @@ def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str,
     code = _code_version()
     ws = open_workspace(Path(ws_dir))  # as ``canarino trace`` does; run_step("upgrade") first
     rss_before = _current_rss()
+    load_before = os.getloadavg()[0]
     cpu = time.process_time() + _children_cpu()
     started = time.perf_counter()
     if profile_path:
@@ -445,6 +446,7 @@ def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str,
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "load_average": [load_before, os.getloadavg()[0]],
         "rss_before_bytes": rss_before,
         "rows_read": report.rows_read,
         "size_bytes": report.size_bytes,
@@ -769,6 +771,7 @@ def run_big(args: argparse.Namespace, cache: Path, meta: dict[str, Any]) -> dict
         "write_seconds": written,
         "seconds": trace["seconds"],
         "cpu_seconds": trace["cpu_seconds"],
+        "load_average": trace["load_average"],
         "rows_per_second": _rate(rows, trace["seconds"]),
         "mb_per_second": _rate(size_bytes / 1e6, trace["seconds"]),
         "peak_rss_bytes": trace["peak_rss_bytes"],
@@ -790,6 +793,8 @@ def summarise_format(
     rows = expected["rows"]
     t = statistics.median(r["seconds"] for r in traces)
     d = statistics.median(r["seconds"] for r in counts)
+    t_cpu = statistics.median(r["cpu_seconds"] for r in traces)
+    d_cpu = statistics.median(r["cpu_seconds"] for r in counts)
     last = traces[-1]
     check = {
         "rows_read": last["rows_read"],
@@ -814,8 +819,9 @@ def summarise_format(
         "trace": {
             "seconds_median": t,
             "seconds_all": [r["seconds"] for r in traces],
-            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in traces),
+            "cpu_seconds_median": t_cpu,
             "rows_per_second": _rate(rows, t),
+            "load_average": [r.get("load_average") for r in traces],
             "mb_per_second": _rate(size / 1e6, t),
             "peak_rss_bytes": peak,
             "peak_rss_worker_bytes": max(r.get("peak_rss_children_bytes", 0) for r in traces),
@@ -833,6 +839,7 @@ def summarise_format(
             "version": counts[-1]["version"],
         },
         "ratio_trace_to_duckdb": t / d if d > 0 else None,
+        "ratio_cpu_trace_to_duckdb": t_cpu / d_cpu if d_cpu > 0 else None,
         "canarino_code": sorted({r["code"] for r in traces}),
         "check": check,
     }
@@ -872,6 +879,7 @@ def summarise(
         "trace": main_fmt["trace"],
         "duckdb_count": main_fmt["duckdb_count"],
         "ratio_trace_to_duckdb": main_fmt["ratio_trace_to_duckdb"],
+        "ratio_cpu_trace_to_duckdb": main_fmt["ratio_cpu_trace_to_duckdb"],
         "formats": per_format,
         "big": big,
         "import": {
@@ -923,8 +931,14 @@ def show(results: dict[str, Any]) -> None:
                 f"{r['mb_per_second']:,.1f}",
                 f"{r['peak_rss_bytes'] / MIB:,.0f} MiB",
             )
-        ratio = f["ratio_trace_to_duckdb"]
-        table.add_row(f"trace / DuckDB {fmt}", "", f"{ratio:,.1f}×" if ratio else "n/a")
+        ratio, ratio_cpu = f["ratio_trace_to_duckdb"], f["ratio_cpu_trace_to_duckdb"]
+        table.add_row(
+            f"trace / DuckDB {fmt}",
+            "",
+            f"{ratio:,.1f}×" if ratio else "n/a",
+            "",
+            f"{ratio_cpu:,.1f}×" if ratio_cpu else "n/a",
+        )
         table.add_section()
     big = results.get("big")
     if big:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from canarino.normalize import PhoneCandidates, Pseudonymizer, fast_email
 from canarino.recognition import Candidate, Monitored
@@ -271,3 +272,30 @@ def test_scope_counts_people_per_exact_set_of_exposed_fields() -> None:
     )
     assert scope.by_exposure == {"first_name,email": 5, "phone": 1}
     assert scope.as_dict()["by_exposure"] == scope.by_exposure
+
+
+def test_lookup_finds_every_digest_of_a_large_index_and_nothing_else() -> None:
+    rng = np.random.default_rng(11)
+    raw = rng.integers(0, 256, size=(50_000, 32), dtype=np.uint8)
+    # Crowded buckets: many digests sharing their top bits, some their whole 8-byte key.
+    raw[:300, :3] = 7
+    raw[300:320, :8] = 9
+    owners = np.arange(1, raw.shape[0] + 1, dtype=np.int64)
+    index = PseudonymIndex.from_raw(raw.tobytes(), owners)
+    probes = np.concatenate([raw[::-1], rng.integers(0, 256, size=(2_000, 32), dtype=np.uint8)])
+    found = index.lookup_raw(probes)
+    assert found[: raw.shape[0]].tolist() == owners[::-1].tolist()
+    assert not found[raw.shape[0] :].any()
+    # A digest whose 8-byte key is in the index but whose tail is not: no owner.
+    stranger = raw[305].copy()
+    stranger[20] ^= 0xFF
+    assert index.lookup_raw(stranger[None, :]).tolist() == [0]
+    assert PseudonymIndex.from_raw(b"", np.zeros(0, np.int64)).lookup_raw(raw[:2]).tolist() == [
+        0,
+        0,
+    ]
+
+
+def test_an_index_needs_one_owner_per_digest() -> None:
+    with pytest.raises(ValueError, match="one owner"):
+        PseudonymIndex.from_raw(bytes(64), np.ones(3, dtype=np.int64))

@@ -352,3 +352,22 @@ def test_worker_processes_find_the_same_record_hits(
         (s.recipient, s.records_seen) for s in two.suspects if s.records_seen
     ]
     assert one.suspects[0].recipient == "Vendor B" and one.suspects[0].accused
+
+
+def test_the_index_read_in_two_processes_equals_the_index_read_in_one(
+    loaded: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from canarino import trace
+
+    monkeypatch.setattr(trace, "SPLIT_INDEX_MIN", 0)
+    with loaded.db.session() as s:
+        one = trace.load_index(s)
+        two = trace.load_index(s, split=True)
+        digests = [bytes(d) for d in s.scalars(select(m.Pseudonym.digest))]
+    assert len(one) == len(two) == len(digests) > 100
+    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
+    owners = one.lookup_raw(raw)
+    assert (owners != 0).all()
+    assert owners.tolist() == two.lookup_raw(raw).tolist()

@@ -259,23 +259,29 @@ class Pseudonymizer:
     def digest_array(self, kind: str, values: pa.Array) -> npt.NDArray[np.uint8]:
         """Pseudonyms of a column as an ``(n, 32)`` array; each distinct value hashed once."""
         encoded = pc.dictionary_encode(_strings(values))
-        distinct = encoded.dictionary.to_pylist()
-        raw = np.frombuffer(b"".join(self.digests(kind, distinct)), dtype=np.uint8)
+        # UTF-8 bytes straight from Arrow: no Python string is made or encoded per value.
+        distinct = encoded.dictionary.cast(pa.binary()).to_pylist()
+        raw = np.frombuffer(self._digest_bytes(kind, distinct), dtype=np.uint8)
         return raw.reshape(-1, 32)[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def digests(self, kind: str, values: Sequence[str]) -> list[bytes]:
         """Return the pseudonyms of many values of one kind (same as :meth:`digest`)."""
+        joined = self._digest_bytes(kind, [value.encode() for value in values])
+        return [joined[i : i + 32] for i in range(0, len(joined), 32)]
+
+    def _digest_bytes(self, kind: str, values: Sequence[bytes]) -> bytes:
+        """The pseudonyms of UTF-8 ``values``, concatenated."""
         inner = self._inner.copy()
         inner.update(f"{kind}\x1f".encode())
         outer = self._outer
-        out = []
+        out = bytearray()
         for value in values:
             i = inner.copy()
-            i.update(value.encode())
+            i.update(value)
             o = outer.copy()
             o.update(i.digest())
-            out.append(o.digest())
-        return out
+            out += o.digest()
+        return bytes(out)
 
 
 @cache

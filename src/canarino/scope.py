@@ -35,15 +35,39 @@ def fields_of(mask: int) -> list[str]:
 
 
 class PseudonymIndex:
-    """Sorted pseudonyms of every customer (owner > 0) and canary (owner < 0)."""
+    """Sorted pseudonyms of every customer (owner > 0) and canary (owner < 0).
+
+    Pseudonyms are uniformly spread, so the top bits of a pseudonym's first 8 bytes
+    say where it sits in the sorted array: a table of bucket starts finds each probe in
+    a step or two, without sorting the probes or a binary search over millions.
+    """
 
     def __init__(self, digests: Sequence[bytes], owners: Sequence[int]) -> None:
-        raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
+        self._build(b"".join(digests), np.asarray(owners, dtype=np.int64))
+
+    @classmethod
+    def from_raw(cls, digests: bytes, owners: npt.NDArray[np.int64]) -> PseudonymIndex:
+        """An index of concatenated 32-byte ``digests`` and their ``owners``."""
+        index = cls.__new__(cls)
+        index._build(digests, owners)
+        return index
+
+    def _build(self, digests: bytes, owners: npt.NDArray[np.int64]) -> None:
+        raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+        if raw.shape[0] != owners.size:
+            raise ValueError("one owner is needed per 32-byte digest")
         keys = raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
         order = np.argsort(keys, kind="stable")
         self._keys = keys[order]
         self._full = raw[order]
-        self._owners = np.asarray(owners, dtype=np.int64)[order]
+        self._owners = owners[order]
+        # About one pseudonym per bucket; at most 2**24 buckets (128 MiB of starts).
+        self._bits = min(24, max(1, int(self._keys.size).bit_length()))
+        self._shift = np.uint64(64 - self._bits)
+        counts = np.bincount(
+            (self._keys >> self._shift).astype(np.int64), minlength=1 << self._bits
+        )
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def __len__(self) -> int:
         return int(self._keys.size)
@@ -56,19 +80,30 @@ class PseudonymIndex:
 
     def lookup_raw(self, raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
         """:meth:`lookup` for digests given as the rows of an ``(n, 32)`` array."""
+        out = np.zeros(raw.shape[0], dtype=np.int64)
         if not raw.shape[0] or not len(self):
-            return np.zeros(raw.shape[0], dtype=np.int64)
+            return out
         keys = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype(np.uint64)
-        # Sorted probes walk the index in order: far fewer cache misses than random ones.
-        order = np.argsort(keys)
-        pos = np.empty_like(order)
-        pos[order] = np.searchsorted(self._keys, keys[order])
-        pos_c = np.minimum(pos, self._keys.size - 1)
-        hit = self._keys[pos_c] == keys
-        # The 8-byte prefix finds the row; the whole digest confirms it, for hits only.
-        near = np.flatnonzero(hit)
-        hit[near] = np.all(self._full[pos_c[near]] == raw[near], axis=1)
-        return np.where(hit, self._owners[pos_c], 0)
+        bucket = (keys >> self._shift).astype(np.int64)
+        pos = self._starts[bucket]
+        end = self._starts[bucket + 1]
+        # Walk each probe's bucket (sorted by key) until its key is passed. An equal
+        # 8-byte key is confirmed on the whole digest; two digests sharing a key are
+        # both found.
+        live = np.flatnonzero(pos < end)
+        while live.size:
+            at = pos[live]
+            here = self._keys[at]
+            want = keys[live]
+            equal = np.flatnonzero(here == want)
+            same = np.all(self._full[at[equal]] == raw[live[equal]], axis=1)
+            out[live[equal[same]]] = self._owners[at[equal[same]]]
+            more = here <= want
+            more[equal[same]] = False
+            go_on = live[more]
+            pos[go_on] += 1
+            live = go_on[pos[go_on] < end[go_on]]
+        return out
 
 
 def classify_columns(
@@ -213,10 +248,11 @@ class Matcher:
         out = np.zeros(size, dtype=bool)
         if not self.monitored.ranges or not len(forms):
             return out
-        digits = pc.replace_substring_regex(forms, r"^\+?(?:00)?", "", max_replacements=1)
+        # Candidates are E.164 ("+…"); a prefix test on the raw form needs no regex.
         hit = np.zeros(len(forms), dtype=bool)
         for prefix in self.monitored.ranges:
-            hit |= pc.starts_with(digits, prefix).to_numpy(zero_copy_only=False)
+            for written in (f"+{prefix}", prefix, f"00{prefix}", f"+00{prefix}"):
+                hit |= _mask(pc.starts_with(forms, written))
         out[positions[hit]] = True
         return out
 
@@ -415,3 +451,7 @@ def build_scope(groups: Iterable[tuple[str | None, str | None, str, int]]) -> Sc
         dict(regions.most_common()),
         dict(exposures.most_common()),
     )
+
+
+def _mask(values: pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)

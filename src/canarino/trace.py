@@ -107,21 +107,81 @@ class TraceReport:
         }
 
 
-def load_index(s: Session) -> PseudonymIndex:
-    """Every pseudonym in the workspace, ready for lookups."""
-    # The DB-API cursor skips SQLAlchemy's row objects: several times faster for millions.
-    cursor = s.connection().connection.cursor()
+def load_index(s: Session, *, split: bool = False) -> PseudonymIndex:
+    """Every pseudonym in the workspace, ready for lookups.
+
+    With ``split`` (and fork available) a forked process reads the upper half of the
+    table while this one reads the lower half: reading is most of the cost.
+    """
+    lo, hi = s.execute(select(func.min(m.Pseudonym.id), func.max(m.Pseudonym.id))).one()
+    if lo is None:
+        return PseudonymIndex([], [])
+    if not split or hi - lo < SPLIT_INDEX_MIN or "fork" not in mp.get_all_start_methods():
+        digests, owners = _read_pseudonyms(s.connection(), lo, hi)
+        return PseudonymIndex.from_raw(digests, owners)
+    mid = (lo + hi) // 2
+    engine = s.get_bind()
+    ctx = mp.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    # Forked, the child has the engine's address without it crossing a pipe; it sends
+    # back only pseudonyms.
+    child = ctx.Process(target=_read_half, args=(engine, mid + 1, hi, sender), daemon=True)
+    child.start()
+    sender.close()
     try:
-        cursor.execute("SELECT digest, COALESCE(customer_id, -canary_id) FROM pseudonyms")
-        digests: list[bytes] = []
-        owners: list[int] = []
+        low_digests, low_owners = _read_pseudonyms(s.connection(), lo, mid)
+        try:
+            high_digests = receiver.recv_bytes()
+            high_owners = np.frombuffer(receiver.recv_bytes(), dtype=np.int64)
+        except EOFError:
+            raise RuntimeError("the process reading the pseudonym index failed") from None
+    finally:
+        receiver.close()
+        child.join()
+    return PseudonymIndex.from_raw(
+        low_digests + high_digests, np.concatenate([low_owners, high_owners])
+    )
+
+
+# Below this many pseudonyms the index is read in one process: forking costs more.
+SPLIT_INDEX_MIN = 200_000
+
+
+def _read_pseudonyms(conn: Any, lo: int, hi: int) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """Digests (concatenated) and owners of the pseudonyms with ``lo <= id <= hi``."""
+    # The DB-API cursor skips SQLAlchemy's row objects: several times faster for millions.
+    cursor = conn.connection.cursor()
+    digests: list[bytes] = []
+    owners: list[int] = []
+    try:
+        cursor.execute(
+            "SELECT digest, COALESCE(customer_id, -canary_id) FROM pseudonyms "
+            f"WHERE id >= {int(lo)} AND id <= {int(hi)}"
+        )
         while chunk := cursor.fetchmany(200_000):
             for d, o in chunk:
                 digests.append(d if isinstance(d, bytes) else bytes(d))
                 owners.append(o)
     finally:
         cursor.close()
-    return PseudonymIndex(digests, owners)
+    return b"".join(digests), np.asarray(owners, dtype=np.int64)
+
+
+def _read_half(engine: Any, lo: int, hi: int, sender: Any) -> None:
+    """In a forked child: read pseudonyms ``lo..hi`` and send them to the parent.
+
+    The child opens a new engine of its own and never touches the parent's connections
+    (closing an inherited SQLite connection could disturb the parent's).
+    """
+    own = store.make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        with own.connect() as conn:
+            digests, owners = _read_pseudonyms(conn, lo, hi)
+        sender.send_bytes(digests)
+        sender.send_bytes(owners.tobytes())
+    finally:
+        own.dispose()
+        sender.close()
 
 
 def _sha256(path: Path) -> str:
@@ -328,14 +388,14 @@ def run_trace(
         ws.db.session() as s,
         open_sources(path, limits, password=password) as dump,
     ):
+        if workers is None:
+            workers = _default_workers() if _input_size(path) >= PARALLEL_MIN_BYTES else 1
         kit = _Kit(
-            load_index(s),
+            load_index(s, split=workers > 1),
             ws.vault.pseudonyms,
             PhoneCandidates(store.customer_countries(s) or ["IT"]),
             Monitored(ws.settings.mail_domains, ws.settings.phone_ranges),
         )
-        if workers is None:
-            workers = _default_workers() if _input_size(path) >= PARALLEL_MIN_BYTES else 1
         pool = stack.enter_context(_BatchMatcher(kit, workers))
         exposure = Exposure()
         candidates: list[Candidate] = []

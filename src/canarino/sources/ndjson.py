@@ -9,7 +9,7 @@ path seen, found by a first pass.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
@@ -90,11 +90,38 @@ class NdjsonSource(Source):
             except ValueError:
                 yield number, None
 
+    def _paths(self, lines: TextLines) -> Iterator[Iterable[str]]:
+        """The dotted paths of each line's record (nothing for a line that is not JSON).
+
+        A flat object's paths are its keys: no value is converted, unlike :meth:`_iter`.
+        """
+        depth = self.limits.max_depth
+        for number, line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = _loads(line)
+                if (
+                    depth >= 1
+                    and isinstance(record, dict)
+                    and not any(isinstance(v, dict | list) for v in record.values())
+                ):
+                    yield record.keys()
+                else:
+                    yield flatten(record, depth).keys()
+            except (TooDeep, RecursionError):
+                raise InvalidInput(
+                    f"{self.name}: line {number:,} is nested deeper than {depth} levels",
+                    hint="raise max_depth if the file is genuine",
+                ) from None
+            except ValueError:
+                continue
+
     @cached_property
     def _layout(self) -> Table:
         keys: dict[str, None] = {}
-        for _number, record in self._iter(self._lines()):
-            for k in record or ():
+        for paths in self._paths(self._lines()):
+            for k in paths:
                 if k not in keys:
                     keys[k] = None
                     if len(keys) > self.limits.max_columns:
