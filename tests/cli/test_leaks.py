@@ -53,7 +53,7 @@ def test_traces_people_lists_each_person_with_fields_and_categories_and_no_conta
 
     lines = run("traces", trace_id, "--people", *w).splitlines()
     assert len(lines) == report["customers_matched"] > 10
-    cells = [line.split() for line in lines]
+    cells = [line.split("\t") for line in lines]
     assert all(len(c) == 5 for c in cells)
     ids = [int(c[0]) for c in cells]
     assert ids == sorted(ids)

@@ -185,11 +185,10 @@ def traces_cmd(
                 "--people needs a trace id", hint="list the traces with: canarino traces"
             )
         with _workspace(workspace) as ws:
+            # Plain writes: Rich would expand the tabs that make the lines easy to cut.
             for person in trace.exposed_people(ws, trace_id):
-                if json_out:
-                    out.print(json.dumps(person.as_dict()), highlight=False, soft_wrap=True)
-                else:
-                    out.print(_person_line(person.as_dict()), highlight=False, soft_wrap=True)
+                row = person.as_dict()
+                typer.echo(json.dumps(row) if json_out else _person_line(row))
         return
     with _workspace(workspace) as ws:
         data: Any = trace.get_trace_report(ws, trace_id) if trace_id else trace.list_traces(ws)
