@@ -94,7 +94,11 @@ _CLAIM = (
         lease_owner=bindparam("b_owner"),
         updated_at=bindparam("b_now"),
     )
-    .returning(m.Notice.id, m.Notice.sealed, m.Notice.reference, m.Notice.attempts)
+    .returning(m.Notice.id, m.Notice.attempts)
+)
+# What a worker reads before it claims a notice; reading changes nothing.
+_PEEK = select(m.Notice.sealed, m.Notice.reference, m.Notice.state).where(
+    m.Notice.id == bindparam("b_id")
 )
 _MARK_SENT = (
     update(m.Notice)
@@ -112,11 +116,16 @@ _MARK_SENT = (
 class _Claim:
     """A worker's request to claim one notice, answered by the journal."""
 
-    __slots__ = ("done", "row")
+    __slots__ = ("attempts", "done", "journal")
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
+        self.journal = journal
         self.done = False
-        self.row: Any = None
+        self.attempts: int | None = None
+
+    def wait(self) -> int | None:
+        """Wait until the claim is committed: the notice's attempts, or ``None`` if taken."""
+        return self.journal._wait(self)
 
 
 class _Journal:
@@ -138,17 +147,26 @@ class _Journal:
         self._thread = threading.Thread(target=self._run, name="canarino-journal", daemon=True)
         self._thread.start()
 
-    def claim(self, notice_id: int) -> Any:
-        """Claim ``notice_id`` (``sending`` with a lease); the row, or ``None`` if taken."""
-        request = _Claim()
+    def claim(self, notice_id: int) -> _Claim:
+        """Ask to claim ``notice_id`` (``sending`` with a lease); returns at once.
+
+        The claim is committed by the journal's thread; :meth:`_Claim.wait` says when,
+        so a worker can talk to the relay meanwhile, up to the point where the relay
+        could take the message.
+        """
+        request = _Claim(self)
         with self._cv:
             self._claims[notice_id] = request
             self._cv.notify_all()
+        return request
+
+    def _wait(self, request: _Claim) -> int | None:
+        with self._cv:
             while not request.done:
                 self._cv.wait()
             if self._error is not None:
                 raise self._error
-        return request.row
+        return request.attempts
 
     def sent(self, notice_id: int) -> None:
         """Record that the relay accepted ``notice_id``; committed with the next group."""
@@ -175,7 +193,7 @@ class _Journal:
                         return
                     claims, self._claims = self._claims, {}
                     sent, self._sent = self._sent, []
-                rows: dict[int, Any] = {}
+                rows: dict[int, int] = {}
                 try:
                     now = datetime.now(UTC)
                     with conn.begin():
@@ -186,7 +204,7 @@ class _Journal:
                             found = conn.execute(
                                 _CLAIM, {"b_ids": list(claims), "b_now": now, **values}
                             )
-                            rows = {row[0]: row for row in found}
+                            rows = {row[0]: row[1] for row in found}
                 except BaseException as exc:
                     with self._cv:
                         self._error = exc
@@ -197,7 +215,7 @@ class _Journal:
                     return
                 with self._cv:
                     for notice_id, request in claims.items():
-                        request.row, request.done = rows.get(notice_id), True
+                        request.attempts, request.done = rows.get(notice_id), True
                     self._cv.notify_all()
 
 
@@ -311,20 +329,38 @@ class _SendRun:
         return envelope, payload["to"], data
 
     def _deliver(self, conn: Connection, relay: _Relay, notice_id: int, route: str) -> None:
-        """Claim and send one notice, and record what became of it."""
-        claimed = self.journal.claim(notice_id)
-        if claimed is None:  # another run took it or a person settled it meanwhile
+        """Claim and send one notice, and record what became of it.
+
+        The claim (``sending`` with a lease) is committed while the relay answers
+        ``MAIL FROM`` and ``RCPT TO``, and always before ``DATA``: the relay cannot have
+        a message whose claim is not on disk. A claim lost to another run resets the
+        SMTP transaction, so nothing is sent.
+        """
+        peeked = conn.execute(_PEEK, {"b_id": notice_id}).first()
+        conn.rollback()  # end the read: the writes below run in their own transactions
+        if peeked is None or peeked[2] != QUEUED:  # a person or another run settled it
             self._settle(None)
             return
-        _, sealed, reference, attempts = claimed
+        sealed, reference, _ = peeked
         try:
             envelope, to, data = self._message(sealed, reference)
         except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            if self.journal.claim(notice_id).wait() is None:
+                self._settle(None)
+                return
             error = f"cannot read the stored notice ({type(exc).__name__})"
             self._update(conn, notice_id, state=FAILED, lease_until=None, last_error=error)
             self._settle("failed", error)
             return
-        outcome = relay.send(envelope, to, data)
+        claim = self.journal.claim(notice_id)
+        refused = relay.envelope(envelope, to)
+        attempts = claim.wait()
+        if attempts is None:  # another run took it or a person settled it meanwhile
+            if refused is None:
+                relay.reset()
+            self._settle(None)
+            return
+        outcome = refused or relay.data(to, data)
         if outcome.kind == "sent":
             self.journal.sent(notice_id)
             self._settle("sent")
