@@ -10,7 +10,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -34,53 +34,14 @@ from .outbox import (
     SENDING,
     SENT,
     Progress,
+    SendReport,
     _in_doubt,
 )
 from .routing import _Scheduler
+from .sms import _queue_sms
 from .smtp import _Outcome, _Relay, _SmtpConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SendReport:
-    """What one sending run did.
-
-    ``in_doubt`` counts notices whose delivery is uncertain: left in ``sending`` by an
-    earlier run, or cut off mid-DATA in this one (see :func:`in_doubt_notices`). ``busy``
-    counts notices another run still holds a lease on. ``problems`` counts notices by
-    the reason they were not sent, retried or are in doubt.
-    """
-
-    incident_id: int
-    sent: int = 0
-    failed: int = 0
-    retry_later: int = 0
-    in_doubt: int = 0
-    already_sent: int = 0
-    busy: int = 0
-    retried: int = 0
-    letters_queued: int = 0
-    problems: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def summary(self) -> list[str]:
-        """The run summary as lines of text: what was sent, and every notice that was not."""
-        lines = [
-            f"sent {self.sent:,}, failed {self.failed:,}, to retry later {self.retry_later:,}, "
-            f"in doubt {self.in_doubt:,}, already sent {self.already_sent:,}"
-        ]
-        if self.busy:
-            lines.append(f"{self.busy:,} notices are being sent by another run")
-        if self.letters_queued:
-            lines.append(f"{self.letters_queued:,} letters queued instead of e-mails")
-        lines += [f"{n:,} × {why}" for why, n in self.problems.items()]
-        if self.in_doubt:
-            lines.append(
-                f"{self.in_doubt:,} notices may or may not have reached the relay: list them "
-                "with 'canarino notices in-doubt', check the relay's log, then resolve them"
-            )
-        return lines
 
 
 # Built once: building an UPDATE costs more than running it on SQLite.
@@ -419,10 +380,16 @@ class _SendRun:
                 )
             )
             queued = _queue_letter(self.ws, conn, notice_id, error, now)
+            texted = _queue_sms(self.ws, conn, notice_id, error, now) == "queued"
         if queued:
             self._count("letters_queued")
+        if texted:
+            self._count("sms_queued")
         log.warning("notice %d failed: %s", notice_id, error)
-        self._settle("failed", f"refused {status}" + ("; letter queued" if queued else ""))
+        then = "; ".join(
+            what for what, done in (("letter queued", queued), ("text queued", texted)) if done
+        )
+        self._settle("failed", f"refused {status}" + (f"; {then}" if then else ""))
 
     def _update(self, conn: Connection, notice_id: int, **values: Any) -> None:
         with conn.begin():
