@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -150,8 +149,10 @@ class _Relay:
             self._drop()
             return _Outcome("not_sent", 0, f"connection lost before DATA ({type(exc).__name__})")
         try:
-            if data.startswith(b".") or b"\n." in data:
-                data = re.sub(rb"(?m)^\.", b"..", data)
+            # Dot-stuffing (RFC 5321 §4.5.2): a line that starts with "." gets another.
+            data = data.replace(b"\n.", b"\n..")
+            if data.startswith(b"."):
+                data = b"." + data
             smtp.send(data + b".\r\n")
             code, reply = smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
