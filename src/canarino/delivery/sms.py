@@ -379,8 +379,9 @@ class _SmsRun:
                     lease_owner=self.owner,
                     updated_at=now,
                 )
-                .returning(m.Notice.sealed, m.Notice.idempotency_key, m.Notice.reference)
-                .returning(m.Notice.attempts)
+                .returning(
+                    m.Notice.sealed, m.Notice.idempotency_key, m.Notice.reference, m.Notice.attempts
+                )
             ).first()
         if claimed is None:  # another run took it or a person settled it meanwhile
             self._settle(None)
