@@ -667,8 +667,9 @@ started: {_loads(r["machine"].get("load_average_1min", {}))}.
   distinct Message-IDs) and {w["received"]:,} from the raw loop; check
   {"passed" if r["check"]["ok"] else "FAILED"}.
 - Each canarino message goes through two committed state changes in SQLite (claimed
-  with a lease before sending, `sent` after the 250 reply), group-committed with the
-  other connections' changes; the raw loop sends the stored messages and records nothing.
+  with a lease while the relay answers MAIL FROM and RCPT TO, always before DATA; `sent`
+  after the 250 reply), group-committed with the other connections' changes; the raw
+  loop sends the stored messages and records nothing.
 - The machine is shared: other jobs' load moves both rates by ±30 % between rounds,
   so rounds alternate and the best of each is kept.
 - Database after prepare: {p["database_mib"]:,} MiB (sealed, compressed MIME per notice).

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -30,7 +31,9 @@ from canarino.notices import (
     reference_from_token,
     reference_token,
     render_notice,
+    render_sms,
     rule_for_resident,
+    sms_size,
     supported_languages,
 )
 from canarino.obligations import IncidentFacts, evaluate, load_rules
@@ -516,3 +519,92 @@ def test_a_leaked_password_comes_with_advice_to_change_it(language: str, advice:
     with_password = render_notice(_ctx(language=language, exposed_fields=["email", "password"]))
     without = render_notice(_ctx(language=language, exposed_fields=["email"]))
     assert advice in with_password.text and advice not in without.text
+
+
+# --- text messages -------------------------------------------------------------------------
+
+VERIFY = "https://www.esempio.it/public/verify"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "units", "segments"),
+    [
+        ("", "GSM-7", 0, 0),
+        ("a" * 160, "GSM-7", 160, 1),
+        ("a" * 161, "GSM-7", 161, 2),
+        ("a" * 306, "GSM-7", 306, 2),
+        ("a" * 307, "GSM-7", 307, 3),
+        ("€" * 80, "GSM-7", 160, 1),  # an extension character takes two septets
+        ("a" * 152 + "€" + "a" * 152, "GSM-7", 306, 3),  # ... never split across two parts
+        ("èéùìòàÄÖÑÜäöñüßÉ" * 10, "GSM-7", 160, 1),
+        ("ê" * 70, "UCS-2", 70, 1),
+        ("ê" * 71, "UCS-2", 71, 2),
+        ("a" * 133 + "ó", "UCS-2", 134, 2),
+        ("a" * 134 + "ó", "UCS-2", 135, 3),
+        ("🙂" * 35, "UCS-2", 70, 1),  # a character outside the BMP is a surrogate pair
+        ("a" * 66 + "🙂" + "a" * 66, "UCS-2", 134, 3),  # nor is a pair
+    ],
+)
+def test_sms_segments_follow_gsm7_and_ucs2_limits(
+    text: str, encoding: str, units: int, segments: int
+) -> None:
+    size = sms_size(text)
+    assert (size.encoding, size.units, size.segments) == (encoding, units, segments)
+
+
+def _unaccented(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_sms_names_the_leaked_fields_and_how_to_check_it_is_us(language: str) -> None:
+    sms = render_sms(_ctx(language=language, verify_url=VERIFY))
+    labels = [catalogs()[language].fields[f] for f in ("first_name", "email", "phone")]
+    assert sms.language == language and sms.fits and sms.fallback_reason is None
+    # Spanish letters outside GSM-7 lose their accents (see below); the words stay.
+    assert _unaccented(", ".join(labels)) in _unaccented(sms.text) and sms.fields_named == 3
+    assert VERIFY in sms.text and "7KQM-4X2P-DQ3A" in sms.text
+    assert sms.text.startswith("Esempio S.p.A.")
+    assert "Giulia" not in sms.text and "Bianchi" not in sms.text
+    assert sms.size.encoding == "GSM-7" and sms.size.segments <= 3
+    assert sms.size == sms_size(sms.text)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_sms_of_every_field_stays_within_three_segments(language: str) -> None:
+    sms = render_sms(_ctx(language=language, exposed_fields=list(FIELD_NAMES), verify_url=VERIFY))
+    assert sms.fits and sms.size.segments <= 3
+    more = catalogs()[language].texts["sms_more"]
+    assert sms.fields_named == len(FIELD_NAMES) or more.split("{count}")[-1].strip() in sms.text
+
+
+def test_sms_without_a_verification_page_says_to_write_to_the_company() -> None:
+    sms = render_sms(_ctx(language="en", verify_url=None))
+    assert "write to privacy@esempio.it yourself and quote ref 7KQM-4X2P-DQ3A" in sms.text
+
+
+def test_spanish_accents_outside_gsm7_are_dropped_rather_than_fields() -> None:
+    sms = render_sms(_ctx(language="es", exposed_fields=["email"], verify_url=VERIFY))
+    assert "direccion de correo electronico" in sms.text
+    assert sms.size.encoding == "GSM-7" and sms.fields_named == 1
+
+
+def test_massachusetts_sms_does_not_describe_the_breach() -> None:
+    forbidden = {"nature_of_breach", "number_affected"}
+    sms = render_sms(_ctx(language="en", verify_url=VERIFY), forbidden=forbidden)
+    assert "security incident" in sms.text and "breach" not in sms.text
+
+
+def test_sms_too_long_even_in_short_form_says_it_does_not_fit() -> None:
+    sms = render_sms(_ctx(language="en", company_name="X" * 500, verify_url=VERIFY))
+    assert not sms.fits and sms.size.segments > 3 and sms.fields_named == 1
+
+
+def test_sms_of_an_unsupported_language_is_english_and_says_why() -> None:
+    sms = render_sms(_ctx(language="pt", verify_url=VERIFY))
+    assert sms.language == "en" and sms.fallback_reason == "no notice texts in 'pt'"
+
+
+def test_hostile_company_name_stays_on_one_line_in_the_sms() -> None:
+    sms = render_sms(_ctx(language="en", company_name="Evil\r\nCo {url}", verify_url=VERIFY))
+    assert "\n" not in sms.text and "\r" not in sms.text and sms.text.startswith("Evil Co {url}:")

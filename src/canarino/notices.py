@@ -24,6 +24,7 @@ import hashlib
 import re
 import string
 import threading
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -568,6 +569,139 @@ def render_notice(
         omitted=omitted,
         missing=missing,
     )
+
+
+# --- text messages --------------------------------------------------------------------------
+
+# A text message is a pointer to the notice, never the notice itself: who writes, what of
+# the person's data leaked, and how to check the message is really from the company.
+MAX_SMS_SEGMENTS = 3
+# The GSM 03.38 default alphabet, and its extension table (two septets per character).
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True)
+class SmsSize:
+    """How a text travels as SMS: its encoding, length in code units, and segments."""
+
+    encoding: str
+    units: int
+    segments: int
+
+
+def sms_size(text: str) -> SmsSize:
+    """Count the SMS segments of ``text``: GSM-7 when every character allows it, else UCS-2.
+
+    One GSM-7 message holds 160 septets, each part of a longer one 153 (an extension
+    character takes two, never split); UCS-2 holds 70 UTF-16 units, 67 per part (a
+    surrogate pair is never split).
+
+    >>> sms_size("a" * 160), sms_size("a" * 161).segments, sms_size("à€" * 40).segments
+    (SmsSize(encoding='GSM-7', units=160, segments=1), 2, 1)
+    >>> sms_size("ê" * 71)
+    SmsSize(encoding='UCS-2', units=71, segments=2)
+    """
+    if all(c in _GSM7 or c in _GSM7_EXTENSION for c in text):
+        encoding, single, part = "GSM-7", 160, 153
+        costs = [2 if c in _GSM7_EXTENSION else 1 for c in text]
+    else:
+        encoding, single, part = "UCS-2", 70, 67
+        costs = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    units = sum(costs)
+    if units <= single:
+        return SmsSize(encoding, units, 1 if units else 0)
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > part:
+            segments, used = segments + 1, 0
+        used += cost
+    return SmsSize(encoding, units, segments)
+
+
+@dataclass(frozen=True)
+class RenderedSms:
+    """A text message ready to send; ``fits`` is false when it needs too many segments."""
+
+    text: str
+    language: str
+    size: SmsSize
+    fields_named: int
+    fits: bool
+    fallback_reason: str | None = None
+
+
+def render_sms(
+    ctx: NoticeContext,
+    *,
+    forbidden: Iterable[str] = (),
+    max_segments: int = MAX_SMS_SEGMENTS,
+) -> RenderedSms:
+    """The text message of one person's notice, within ``max_segments`` if at all possible.
+
+    It names the exposed fields in short form (the first ones and "N more" when all of
+    them do not fit), how to check the message on the verification page (or by writing
+    to the company) with the person's reference, and that the company never asks for
+    passwords or payments. A jurisdiction that forbids describing the breach gets the
+    neutral wording. No personal data but the reference is in the text.
+
+    >>> from datetime import date
+    >>> sms = render_sms(NoticeContext("Ann Lee", "en", ["email", "phone"], "Acme",
+    ...     "p@acme.example", "dpo@acme.example", date(2026, 3, 2), reference="ABCD-EFGH-JKMN",
+    ...     verify_url="https://acme.example/verify"))
+    >>> sms.text.split(": ", 1)[1][:62], sms.size.segments, sms.fits
+    ('some of your data was in a data breach: email address, phone ', 2, True)
+    """
+    language, fallback = choose_language(ctx.language)
+    reason = fallback_reason(ctx.language) if fallback else None
+    exposed = ordered_fields(ctx.exposed_fields)
+    if not exposed:
+        raise ValueError("a notice needs at least one exposed field")
+    catalog = catalogs()[language]
+    t = catalog.texts
+    company = _one_line(ctx.company_name)
+    intro = "sms_intro_neutral" if "nature_of_breach" in content_items(forbidden) else "sms_intro"
+    url = _one_line(ctx.verify_url or "")
+    reference = _one_line(ctx.reference)
+    if url:
+        check = t["sms_check_page"].format(url=url, reference=reference)
+    else:
+        check = t["sms_check_contact"].format(email=ctx.company_email.strip(), reference=reference)
+    labels = [catalog.fields[f] for f in exposed]
+    best: RenderedSms | None = None
+    # Shorter and shorter: fewer fields named, then without the last sentence. Before
+    # naming fewer fields, accents outside the GSM alphabet are dropped (á → a), as phone
+    # networks do, since one such letter makes every segment less than half as long.
+    for tail in ([check, t["sms_never"]], [check]):
+        for shown in range(len(labels), 0, -1):
+            named = labels[:shown]
+            if shown < len(labels):
+                named.append(t["sms_more"].format(count=len(labels) - shown))
+            first = t[intro].format(company=company, fields=", ".join(named))
+            text = " ".join([first, *tail])
+            for candidate in (text, _gsm_fold(text)):
+                size = sms_size(candidate)
+                fits = 0 < size.segments <= max_segments
+                best = RenderedSms(candidate, language, size, shown, fits, reason)
+                if fits:
+                    return best
+    assert best is not None
+    return best
+
+
+def _gsm_fold(text: str) -> str:
+    """``text`` with each letter outside the GSM alphabet replaced by its unaccented form."""
+    out = []
+    for c in text:
+        if c in _GSM7 or c in _GSM7_EXTENSION:
+            out.append(c)
+            continue
+        base = "".join(b for b in unicodedata.normalize("NFD", c) if not unicodedata.combining(b))
+        out.append(base if base and all(b in _GSM7 for b in base) else c)
+    return "".join(out)
 
 
 # --- identifiers --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -167,6 +167,37 @@ class Settings(BaseSettings):
     )
     twilio_auth_token: SecretStr | None = Field(
         None, description="Twilio auth token, to verify X-Twilio-Signature on webhooks."
+    )
+    sms_provider: Literal["json", "twilio"] | None = Field(
+        None,
+        description="HTTP provider of notices by text message: 'json' (a signed JSON POST to "
+        "sms_url) or 'twilio' (Twilio's Messages API); none: no text messages.",
+    )
+    sms_url: str | None = Field(
+        None,
+        description="Where text messages are posted: the JSON endpoint, or the base URL of "
+        "a Twilio-compatible API (default https://api.twilio.com).",
+    )
+    sms_account: str | None = Field(
+        None, description="Twilio account SID (the user name of basic auth)."
+    )
+    sms_token: SecretStr | None = Field(
+        None,
+        description="Provider credential: bearer token of the JSON provider, or Twilio auth token.",
+    )
+    sms_secret: SecretStr | None = Field(
+        None,
+        description="Key the JSON provider's requests are signed with (HMAC-SHA256, as webhooks).",
+    )
+    sms_from: str | None = Field(
+        None,
+        description="Sender of text messages: an E.164 number, an alphanumeric sender ID, or a "
+        "Twilio messaging service SID (MG…).",
+    )
+    sms_when: Literal["never", "fallback", "always"] = Field(
+        "never",
+        description="When a person gets a text message: 'fallback' when no e-mail reaches them "
+        "(none, invalid, hard bounce; next to the letter), 'always' next to every notice.",
     )
     selfcheck_per_hour: int = Field(
         20, ge=1, description="Most public self-check or caller-check requests per IP per hour."

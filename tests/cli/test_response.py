@@ -13,6 +13,8 @@ from canarino.testing import make_dump
 from canarino.trace import run_trace
 from canarino.workspace import Workspace
 
+from ..delivery.test_sms import SECRET, Provider, provider  # noqa: F401  (loopback provider)
+
 runner = CliRunner()
 
 
@@ -91,6 +93,10 @@ BAD_INPUT: list[tuple[tuple[str, ...], str]] = [
     (("incidents", "register", "--out", "register.pdf"), ".csv or .xlsx"),
     (("incidents", "done", "1", "nothing.here"), "not a duty of this incident"),
     (("incidents", "history", "99"), "no incident 99"),
+    (("notices", "prepare", "1", "--sms", "sometimes"), "never, fallback, always"),
+    (("notices", "send", "1"), "add --smtp HOST:PORT"),
+    (("notices", "send", "1", "--channel", "fax"), "must be email or sms"),
+    (("notices", "send", "1", "--channel", "sms"), "no SMS provider is configured"),
 ]
 
 
@@ -102,3 +108,27 @@ def test_bad_input_is_one_error_line_and_changes_nothing(w: tuple[str, str]) -> 
         assert result.exit_code == 1 and message in result.output, args
         assert result.output.count("Error:") == 1 and "Traceback" not in result.output
     assert run("incidents", "history", "1", "--json", *w) == before
+
+
+def test_text_messages_through_the_cli(
+    w: tuple[str, str],
+    provider: Provider,  # noqa: F811  (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "SMS_PROVIDER": "json",
+        "SMS_URL": provider.url + "/sms",
+        "SMS_FROM": "Esempio",
+        "SMS_TOKEN": "bearer-token",
+        "SMS_SECRET": SECRET,
+    }.items():
+        monkeypatch.setenv("CANARINO_" + name, value)
+    prepared = run("notices", "prepare", "1", "--sms", "always", *w)
+    count = int(next(x for x in prepared.splitlines() if "text messages prepared" in x).split()[0])
+    assert count > 0
+    sent = run("notices", "send", "1", "--channel", "sms", "--json", *w)
+    report = json.loads(sent[sent.index("{") :])
+    assert report["sent"] == count == len(provider.received) and report["failed"] == 0
+    assert "+" not in run("notices", "problems", "1", *w)
+    again = run("notices", "send", "1", "--channel", "sms", *w)
+    assert f"already sent {count:,}" in again and len(provider.received) == count

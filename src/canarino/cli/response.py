@@ -401,12 +401,21 @@ def incidents_register(
 @notices_app.command("prepare")
 def notices_prepare(
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    sms: Annotated[
+        str | None,
+        typer.Option(
+            help="Text messages: never, fallback (people no e-mail reaches), always "
+            "(default: the sms_when setting)."
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Render one notice per affected person, in their language, ready to send."""
+    if sms is not None and sms not in delivery.SMS_POLICIES:
+        raise InvalidInput(f"--sms {sms!r} must be one of never, fallback, always")
     with _workspace(workspace) as ws:
-        report = delivery.prepare_notices(ws, incident_id)
+        report = delivery.prepare_notices(ws, incident_id, sms=sms)
     if json_out:
         _print_json(report.__dict__)
         return
@@ -437,7 +446,11 @@ def _dkim(
 @notices_app.command("send")
 def notices_send(
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
-    smtp: Annotated[str, typer.Option(help="SMTP relay as HOST:PORT.")],
+    smtp: Annotated[str | None, typer.Option(help="SMTP relay as HOST:PORT (for e-mail).")] = None,
+    channel: Annotated[
+        str,
+        typer.Option(help="email (through --smtp) or sms (through the sms_* provider settings)."),
+    ] = "email",
     starttls: Annotated[bool, typer.Option(help="Upgrade the connection with STARTTLS.")] = False,
     username: Annotated[str | None, typer.Option(help="SMTP login name.")] = None,
     password: Annotated[
@@ -448,7 +461,9 @@ def notices_send(
     rate: Annotated[
         float | None,
         typer.Option(
-            min=0.01, help="Messages per second to each mailbox provider (default: no cap)."
+            min=0.01,
+            help="Messages per second to each mailbox provider, or to the SMS provider "
+            "(default: no cap).",
         ),
     ] = None,
     dkim_selector: Annotated[str | None, typer.Option(help="DKIM selector to sign with.")] = None,
@@ -458,6 +473,17 @@ def notices_send(
     json_out: JsonOpt = False,
 ) -> None:
     """Send the prepared notices; a notice already sent is never sent again."""
+    if channel not in ("email", "sms"):
+        raise InvalidInput(f"--channel {channel!r} must be email or sms")
+    if channel == "sms":
+        with _workspace(workspace) as ws, _progress("Texting", json_mode=json_out) as tick:
+            report = delivery.send_sms(
+                ws, incident_id, progress=tick, workers=min(workers, 8), rate=rate
+            )
+        _print_send(report, json_out)
+        return
+    if smtp is None:
+        raise InvalidInput("e-mail needs the relay: add --smtp HOST:PORT")
     host, port = _host_port(smtp)
     key = _dkim(dkim_selector, dkim_domain, dkim_key)
     with _workspace(workspace) as ws, _progress("Sending", json_mode=json_out) as tick:
@@ -474,6 +500,10 @@ def notices_send(
             rate_per_provider=rate,
             dkim_key=key,
         )
+    _print_send(report, json_out)
+
+
+def _print_send(report: delivery.SendReport, json_out: bool) -> None:
     if json_out:
         _print_json(report.__dict__)
         return

@@ -11,13 +11,15 @@ same Message-ID, or ``mark_sent``); nothing is resent silently.
 
 People without a usable e-mail address, and people whose e-mail bounced for good, get a
 letter; people with neither an e-mail nor a postal address get a ``none`` row in state
-``failed`` that says so. Every stored reason is free of addresses and other personal data.
+``failed`` that says so. Text messages (``sms``) come next to those, as configured
+(``sms_when``): to people no e-mail reaches, or to everyone with a mobile number. Every stored reason is free of addresses and other personal data.
 
 The package splits the work by meaning: :mod:`.outbox` (states, rows, problems),
 :mod:`.prepare` (render and seal), :mod:`.send` (workers and journal) over
 :mod:`.smtp` (one relay session), :mod:`.routing` (providers and their pace) and
 :mod:`.dkim`, :mod:`.resolve` (notices in doubt), :mod:`.bounces`, :mod:`.letters`, and
-:mod:`.authority` (authority reports exported or e-mailed the same way, recorded).
+:mod:`.authority` (authority reports exported or e-mailed the same way, recorded), and
+:mod:`.sms` (text messages through an HTTP provider, the same outbox and states).
 Every public name is importable from ``canarino.delivery``.
 """
 
@@ -55,6 +57,7 @@ from .prepare import PrepareReport, prepare_notices
 from .resolve import InDoubtNotice, in_doubt_notices, resolve_in_doubt
 from .routing import provider_of
 from .send import SendReport, send_notices
+from .sms import SMS, SMS_POLICIES, SmsProvider, send_sms, usable_phone
 
 __all__ = [
     "BOUNCED",
@@ -70,6 +73,8 @@ __all__ = [
     "QUEUED",
     "SENDING",
     "SENT",
+    "SMS",
+    "SMS_POLICIES",
     "STATES",
     "BounceReport",
     "DkimKey",
@@ -80,6 +85,7 @@ __all__ = [
     "Progress",
     "ReportDelivery",
     "SendReport",
+    "SmsProvider",
     "export_report",
     "fetch_bounces",
     "in_doubt_notices",
@@ -94,4 +100,6 @@ __all__ = [
     "resolve_in_doubt",
     "send_notices",
     "send_report",
+    "send_sms",
+    "usable_phone",
 ]

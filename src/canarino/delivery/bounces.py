@@ -27,6 +27,7 @@ from ..notices import reference_from_token
 from ..workspace import Workspace
 from .letters import _queue_letter
 from .outbox import BOUNCED, EMAIL, _append_event, _event, _now, _scrub, _sender_domain
+from .sms import _queue_sms
 
 _IMAP_BATCH = 50
 
@@ -42,6 +43,7 @@ class BounceReport:
     unmatched: int = 0
     already_recorded: int = 0
     letters_queued: int = 0
+    sms_queued: int = 0
     unreachable: int = 0
     too_big: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
@@ -218,9 +220,11 @@ def record_bounces(
                 .where(m.Notice.id == notice_id)
                 .values(state=BOUNCED, last_error=reason[:300], lease_until=None, updated_at=now)
             )
-            if _queue_letter(ws, conn, notice_id, reason[:300], now):
-                report.letters_queued += 1
-            else:
+            lettered = _queue_letter(ws, conn, notice_id, reason[:300], now)
+            texted = _queue_sms(ws, conn, notice_id, reason[:300], now) in ("queued", "exists")
+            report.letters_queued += lettered
+            report.sms_queued += texted
+            if not (lettered or texted):
                 report.unreachable += 1
     report.by_status = dict(statuses.most_common())
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -45,6 +45,50 @@ class NoticeProblem:
     channel: str
     state: str
     reason: str
+
+
+@dataclass
+class SendReport:
+    """What one sending run did.
+
+    ``in_doubt`` counts notices whose delivery is uncertain: left in ``sending`` by an
+    earlier run, or cut off mid-DATA in this one (see :func:`in_doubt_notices`). ``busy``
+    counts notices another run still holds a lease on. ``problems`` counts notices by
+    the reason they were not sent, retried or are in doubt.
+    """
+
+    incident_id: int
+    sent: int = 0
+    failed: int = 0
+    retry_later: int = 0
+    in_doubt: int = 0
+    already_sent: int = 0
+    busy: int = 0
+    retried: int = 0
+    letters_queued: int = 0
+    sms_queued: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> list[str]:
+        """The run summary as lines of text: what was sent, and every notice that was not."""
+        lines = [
+            f"sent {self.sent:,}, failed {self.failed:,}, to retry later {self.retry_later:,}, "
+            f"in doubt {self.in_doubt:,}, already sent {self.already_sent:,}"
+        ]
+        if self.busy:
+            lines.append(f"{self.busy:,} notices are being sent by another run")
+        if self.letters_queued:
+            lines.append(f"{self.letters_queued:,} letters queued instead of e-mails")
+        if self.sms_queued:
+            lines.append(f"{self.sms_queued:,} text messages queued instead of e-mails")
+        lines += [f"{n:,} × {why}" for why, n in self.problems.items()]
+        if self.in_doubt:
+            lines.append(
+                f"{self.in_doubt:,} notices may or may not have reached the relay: list them "
+                "with 'canarino notices in-doubt', check the relay's log, then resolve them"
+            )
+        return lines
 
 
 def _now(now: datetime | None = None) -> datetime:
@@ -124,13 +168,18 @@ def _spec(ctx: NoticeContext, rule: ContentRule) -> dict[str, Any]:
     return {"ctx": data, "required": sorted(rule.required), "forbidden": sorted(rule.forbidden)}
 
 
-def _render_spec(spec: Mapping[str, Any], *, reference: str | None = None) -> RenderedNotice:
-    data = dict(spec["ctx"])
+def _spec_context(stored: Mapping[str, Any], reference: str | None = None) -> NoticeContext:
+    """The notice context kept in a render spec (see :func:`_spec`)."""
+    data = dict(stored)
     for key in ("aware_on", "occurred_on", "notice_on"):
         data[key] = date.fromisoformat(data[key]) if data[key] else None
     if reference is not None:
         data["reference"] = reference
-    ctx = NoticeContext(**data)
+    return NoticeContext(**data)
+
+
+def _render_spec(spec: Mapping[str, Any], *, reference: str | None = None) -> RenderedNotice:
+    ctx = _spec_context(spec["ctx"], reference)
     return render_notice(ctx, required=spec["required"], forbidden=spec["forbidden"])
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import insert, select
 from .. import models as m
 from .. import store
 from ..customers import load_customers
+from ..errors import InvalidInput
 from ..notices import (
     ContentRule,
     NoticeContext,
@@ -44,6 +45,7 @@ from .outbox import (
     NO_CHANNEL,
     NO_EMAIL,
     NONE,
+    QUEUED,
     Progress,
     _display_name,
     _now,
@@ -53,6 +55,7 @@ from .outbox import (
     _spec,
 )
 from .routing import _route
+from .sms import NO_PHONE, SMS, SMS_POLICIES, TOO_LONG, _sms_row, usable_phone
 
 _CHUNK = 500
 
@@ -64,6 +67,8 @@ class PrepareReport:
     ``prepared`` counts e-mails queued; ``skipped`` counts the people not reached by
     e-mail, by reason (they get a letter, or a ``none`` row when nobody can reach them).
     ``readability`` holds, per language, the score of the first notice written in it.
+    ``sms`` counts text messages queued; ``no_sms`` the people who were meant to get
+    one but have no usable mobile number (or whose text would not fit), by reason.
     """
 
     incident_id: int
@@ -78,6 +83,8 @@ class PrepareReport:
     omitted: dict[str, int] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     readability: dict[str, dict[str, float]] = field(default_factory=dict)
+    sms: int = 0
+    no_sms: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def summary(self) -> list[str]:
@@ -89,6 +96,9 @@ class PrepareReport:
         ]
         if self.by_language:
             lines.append("By language: " + _counts(self.by_language))
+        if self.sms or self.no_sms:
+            lines.append(f"{self.sms:,} text messages prepared")
+        lines += [f"{n:,} people get no text message: {why}" for why, n in self.no_sms.items()]
         lines += [f"{n:,} people not notified by e-mail: {why}" for why, n in self.skipped.items()]
         if self.unreachable:
             lines.append(f"{self.unreachable:,} people: {NO_CHANNEL}")
@@ -199,13 +209,15 @@ class _Planner:
         inc: _Incident,
         rules: Mapping[str, ContentRule],
         now: datetime,
+        sms: str = "never",
         **extra: Any,
     ) -> None:
         self.ws, self.inc, self.rules, self.now, self.extra = ws, inc, rules, now, extra
+        self.sms = sms
         name = " ".join(ws.settings.company_name.split())
         self.from_header = formataddr((name, ws.settings.company_email), charset="utf-8")
         self.tally: dict[str, Counter[str]] = {
-            k: Counter() for k in ("skipped", "lang", "fallback", "omitted", "missing")
+            k: Counter() for k in ("skipped", "lang", "fallback", "omitted", "missing", "no_sms")
         }
         self.readability: dict[str, dict[str, float]] = {}
         self.counts: Counter[str] = Counter()
@@ -255,9 +267,17 @@ class _Planner:
                 reason = f"{INVALID_EMAIL}: {_validator_reason(exc, raw)}"
             else:
                 self.counts["emails"] += 1
-                return [self._email(cid, address, notice, spec, note)]
+                email = self._email(cid, address, notice, spec, note)
+                if self.sms == "always":
+                    return [email, *self._sms(cid, spec, record, where[0], note)]
+                return [email]
         self.tally["skipped"][reason.split(":")[0]] += 1
         rows = []
+        texted = False
+        if self.sms != "never":
+            sms_rows = self._sms(cid, spec, record, where[0], f"instead of e-mail: {reason}")
+            rows += sms_rows
+            texted = any(r["state"] == QUEUED for r in sms_rows)
         if raw:
             payload = {"render": spec}
             rows.append(
@@ -279,7 +299,7 @@ class _Planner:
             letter_note = "; ".join(filter(None, [f"instead of e-mail: {reason}", note]))
             rows.append(_letter_row(ws, inc.id, cid, spec, postal, self.now, letter_note))
             self.counts["letters"] += 1
-        else:
+        elif not texted:
             rows.append(
                 _row(
                     ws,
@@ -295,6 +315,41 @@ class _Planner:
             )
             self.counts["unreachable"] += 1
         return rows
+
+    def _sms(
+        self,
+        cid: int,
+        spec: dict[str, Any],
+        record: Mapping[str, str],
+        country: str | None,
+        note: str | None,
+    ) -> list[dict[str, Any]]:
+        """The text-message row of one person, or none and the reason in the tally."""
+        raw = record.get("phone", "")
+        phone, why = usable_phone(raw, country or record.get("country"))
+        if phone is None:
+            self.tally["no_sms"][why or NO_PHONE] += 1
+            if why == NO_PHONE:
+                return []
+            failed = _row(
+                self.ws,
+                self.inc.id,
+                cid,
+                SMS,
+                spec["ctx"]["language"] or "",
+                {"render": spec},
+                self.now,
+                state=FAILED,
+                last_error=why,
+                note=note,
+            )
+            return [failed]
+        row = _sms_row(self.ws, self.inc.id, cid, spec, phone, self.now, note)
+        if row["state"] == QUEUED:
+            self.counts["sms"] += 1
+        else:
+            self.tally["no_sms"][TOO_LONG] += 1
+        return [row]
 
     def _email(
         self,
@@ -338,6 +393,7 @@ def prepare_notices(
     parent_company: str | None = None,
     monitoring_months: int | None = None,
     delayed_for_law_enforcement: bool = False,
+    sms: str | None = None,
     progress: Progress | None = None,
 ) -> PrepareReport:
     """Render and store one notice per affected person; running it again adds nothing.
@@ -348,9 +404,17 @@ def prepare_notices(
     (``US-MA``, ``IT``, ``EU``) to what notices to their residents must and must not say
     (see :func:`canarino.notices.content_rules_from_obligations`); ``verify_url`` is the
     company's page where people check that a message is really from it.
+
+    ``sms`` (default: the ``sms_when`` setting) adds text messages: ``fallback`` gives
+    one to each person no e-mail can reach (next to their letter, or instead of the
+    ``none`` row), ``always`` to everyone with a mobile number; ``never`` sends none.
+    People without a usable mobile number are counted by reason in ``no_sms``.
     """
     started = time.perf_counter()
     _sender_domain(ws)  # refuse a workspace without a sender address before any work
+    sms = sms or ws.settings.sms_when
+    if sms not in SMS_POLICIES:
+        raise InvalidInput(f"unknown SMS policy {sms!r}", hint="use never, fallback or always")
     tz = ZoneInfo(ws.settings.timezone)
     with ws.db.session() as s:
         incident = store.get_incident(s, incident_id)
@@ -385,6 +449,7 @@ def prepare_notices(
         inc,
         content_rules or {},
         _now(now),
+        sms,
         verify_url=verify_url,
         company_phone=company_phone,
         parent_company=parent_company,
@@ -410,6 +475,8 @@ def prepare_notices(
     report.prepared = planner.counts["emails"]
     report.letters = planner.counts["letters"]
     report.unreachable = planner.counts["unreachable"]
+    report.sms = planner.counts["sms"]
+    report.no_sms = dict(planner.tally["no_sms"].most_common())
     report.fallback = sum(planner.tally["fallback"].values())
     report.readability = planner.readability
     report.skipped = dict(planner.tally["skipped"].most_common())

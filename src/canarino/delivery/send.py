@@ -10,7 +10,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -34,53 +34,14 @@ from .outbox import (
     SENDING,
     SENT,
     Progress,
+    SendReport,
     _in_doubt,
 )
 from .routing import _Scheduler
+from .sms import _queue_sms
 from .smtp import _Outcome, _Relay, _SmtpConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SendReport:
-    """What one sending run did.
-
-    ``in_doubt`` counts notices whose delivery is uncertain: left in ``sending`` by an
-    earlier run, or cut off mid-DATA in this one (see :func:`in_doubt_notices`). ``busy``
-    counts notices another run still holds a lease on. ``problems`` counts notices by
-    the reason they were not sent, retried or are in doubt.
-    """
-
-    incident_id: int
-    sent: int = 0
-    failed: int = 0
-    retry_later: int = 0
-    in_doubt: int = 0
-    already_sent: int = 0
-    busy: int = 0
-    retried: int = 0
-    letters_queued: int = 0
-    problems: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def summary(self) -> list[str]:
-        """The run summary as lines of text: what was sent, and every notice that was not."""
-        lines = [
-            f"sent {self.sent:,}, failed {self.failed:,}, to retry later {self.retry_later:,}, "
-            f"in doubt {self.in_doubt:,}, already sent {self.already_sent:,}"
-        ]
-        if self.busy:
-            lines.append(f"{self.busy:,} notices are being sent by another run")
-        if self.letters_queued:
-            lines.append(f"{self.letters_queued:,} letters queued instead of e-mails")
-        lines += [f"{n:,} × {why}" for why, n in self.problems.items()]
-        if self.in_doubt:
-            lines.append(
-                f"{self.in_doubt:,} notices may or may not have reached the relay: list them "
-                "with 'canarino notices in-doubt', check the relay's log, then resolve them"
-            )
-        return lines
 
 
 # Built once: building an UPDATE costs more than running it on SQLite.
@@ -94,7 +55,11 @@ _CLAIM = (
         lease_owner=bindparam("b_owner"),
         updated_at=bindparam("b_now"),
     )
-    .returning(m.Notice.id, m.Notice.sealed, m.Notice.reference, m.Notice.attempts)
+    .returning(m.Notice.id, m.Notice.attempts)
+)
+# What a worker reads before it claims a notice; reading changes nothing.
+_PEEK = select(m.Notice.sealed, m.Notice.reference, m.Notice.state).where(
+    m.Notice.id == bindparam("b_id")
 )
 _MARK_SENT = (
     update(m.Notice)
@@ -109,24 +74,131 @@ _MARK_SENT = (
 )
 
 
+_DATE: tuple[int, bytes] = (0, b"")
+
+
+def _date_header() -> bytes:
+    """The ``Date`` header line of this second (formatted once a second, not per message)."""
+    global _DATE
+    second = int(time.time())
+    if _DATE[0] != second:
+        stamp = datetime.fromtimestamp(second, UTC)
+        _DATE = (second, b"Date: " + format_datetime(stamp).encode() + b"\r\n")
+    return _DATE[1]
+
+
+class _Statements:
+    """The three statements sent for every message: read, claim, mark sent.
+
+    Through SQLAlchemy on any database. On SQLite, where SQLAlchemy's work per
+    statement costs more CPU than the statement itself, the same SQL goes straight to
+    the driver (:class:`_SqliteStatements`).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def peek(self, notice_id: int) -> Any:
+        row = self.conn.execute(_PEEK, {"b_id": notice_id}).first()
+        self.conn.rollback()  # end the read: the writes run in their own transactions
+        return row
+
+    def commit_group(
+        self, sent: list[int], claims: list[int], now: datetime, lease: datetime, owner: str
+    ) -> dict[int, int]:
+        """Mark ``sent`` and claim ``claims`` in one transaction; the claimed attempts."""
+        rows: dict[int, int] = {}
+        with self.conn.begin():
+            if sent:
+                self.conn.execute(_MARK_SENT, {"b_ids": sent, "b_now": now})
+            if claims:
+                found = self.conn.execute(
+                    _CLAIM, {"b_ids": claims, "b_now": now, "b_lease": lease, "b_owner": owner}
+                )
+                rows = {row[0]: row[1] for row in found}
+        return rows
+
+
+class _SqliteStatements(_Statements):
+    """The same statements written for SQLite's driver, datetimes stored as SQLAlchemy does."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.raw: Any = conn.connection.dbapi_connection
+        stamp = m.Notice.__table__.c.updated_at.type.bind_processor(conn.dialect)
+        self.stamp = stamp or (lambda value: value)
+
+    def peek(self, notice_id: int) -> Any:
+        return self.raw.execute(
+            "SELECT sealed, reference, state FROM notices WHERE id = ?", (notice_id,)
+        ).fetchone()
+
+    def commit_group(
+        self, sent: list[int], claims: list[int], now: datetime, lease: datetime, owner: str
+    ) -> dict[int, int]:
+        at = self.stamp(now)
+        rows: dict[int, int] = {}
+        try:
+            if sent:
+                self.raw.execute(
+                    "UPDATE notices SET state = ?, sent_at = ?, updated_at = ?, "
+                    "lease_until = NULL, last_error = NULL "
+                    f"WHERE id IN ({','.join('?' * len(sent))})",
+                    (SENT, at, at, *sent),
+                )
+            if claims:
+                found = self.raw.execute(
+                    "UPDATE notices SET state = ?, attempts = attempts + 1, lease_until = ?, "
+                    f"lease_owner = ?, updated_at = ? WHERE id IN ({','.join('?' * len(claims))}) "
+                    "AND state = ? RETURNING id, attempts",
+                    (SENDING, self.stamp(lease), owner, at, *claims, QUEUED),
+                ).fetchall()
+                rows = dict(found)
+            self.raw.commit()
+        except BaseException:
+            self.raw.rollback()
+            raise
+        return rows
+
+
+def _statements(conn: Connection) -> _Statements:
+    if conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite":
+        return _SqliteStatements(conn)
+    return _Statements(conn)
+
+
 class _Claim:
     """A worker's request to claim one notice, answered by the journal."""
 
-    __slots__ = ("done", "row")
+    __slots__ = ("attempts", "done", "journal")
 
-    def __init__(self) -> None:
-        self.done = False
-        self.row: Any = None
+    def __init__(self, journal: _Journal) -> None:
+        self.journal = journal
+        self.done = threading.Event()
+        self.attempts: int | None = None
+
+    def wait(self) -> int | None:
+        """Wait until the claim is committed: the notice's attempts, or ``None`` if taken."""
+        self.done.wait()
+        if self.journal.error is not None:
+            raise self.journal.error
+        return self.attempts
 
 
 class _Journal:
     """Group commit of the busy state changes of a run: claims and ``sent``.
 
-    Each claim is committed before the worker gets it back, and each ``sent`` in the
-    next commit after the relay's 250 reply: nothing waits for a batch of messages. What
-    all workers ask for while one commit runs goes into the next one, which saves most
-    of the per-message cost of a transaction.
+    Each claim is committed before the worker sends the message, and each ``sent`` in
+    the next commit after the relay's 250 reply: nothing waits for a batch of messages.
+    What all workers ask for while one commit runs goes into the next one, which saves
+    most of the per-message cost of a transaction. Each claim has its own event, so a
+    commit wakes only the workers it answers.
     """
+
+    # SQLite folds its write-ahead log into the database every this many pages; each
+    # message rewrites a few pages twice, so a longer log folds the two writes into one
+    # and syncs the disk less often (the default is 1,000 pages).
+    _CHECKPOINT_PAGES = 16_000
 
     def __init__(self, ws: Workspace, owner: str, lease: timedelta) -> None:
         self._engine, self._owner, self._lease = ws.db.engine, owner, lease
@@ -134,71 +206,81 @@ class _Journal:
         self._claims: dict[int, _Claim] = {}
         self._sent: list[int] = []
         self._closed = False
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="canarino-journal", daemon=True)
         self._thread.start()
 
-    def claim(self, notice_id: int) -> Any:
-        """Claim ``notice_id`` (``sending`` with a lease); the row, or ``None`` if taken."""
-        request = _Claim()
+    def claim(self, notice_id: int) -> _Claim:
+        """Ask to claim ``notice_id`` (``sending`` with a lease); returns at once.
+
+        The claim is committed by the journal's thread; :meth:`_Claim.wait` says when,
+        so a worker can talk to the relay meanwhile, up to the point where the relay
+        could take the message.
+        """
+        request = _Claim(self)
         with self._cv:
+            if self.error is not None:
+                request.done.set()
+                return request
             self._claims[notice_id] = request
-            self._cv.notify_all()
-            while not request.done:
-                self._cv.wait()
-            if self._error is not None:
-                raise self._error
-        return request.row
+            self._cv.notify()
+        return request
 
     def sent(self, notice_id: int) -> None:
         """Record that the relay accepted ``notice_id``; committed with the next group."""
         with self._cv:
             self._sent.append(notice_id)
-            self._cv.notify_all()
+            self._cv.notify()
 
     def close(self) -> None:
         """Commit what is pending, stop, and raise what went wrong if anything did."""
         with self._cv:
             self._closed = True
-            self._cv.notify_all()
+            self._cv.notify()
         self._thread.join()
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
 
     def _run(self) -> None:
         with self._engine.connect() as conn:
-            while True:
-                with self._cv:
-                    while not (self._claims or self._sent or self._closed):
-                        self._cv.wait()
-                    if not (self._claims or self._sent):
-                        return
-                    claims, self._claims = self._claims, {}
-                    sent, self._sent = self._sent, []
-                rows: dict[int, Any] = {}
-                try:
-                    now = datetime.now(UTC)
-                    with conn.begin():
-                        if sent:
-                            conn.execute(_MARK_SENT, {"b_ids": sent, "b_now": now})
-                        if claims:
-                            values = {"b_lease": now + self._lease, "b_owner": self._owner}
-                            found = conn.execute(
-                                _CLAIM, {"b_ids": list(claims), "b_now": now, **values}
-                            )
-                            rows = {row[0]: row for row in found}
-                except BaseException as exc:
-                    with self._cv:
-                        self._error = exc
-                        for request in claims.values():
-                            request.done = True
-                        self._claims.clear()
-                        self._cv.notify_all()
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={self._CHECKPOINT_PAGES}")
+                conn.commit()
+            try:
+                self._loop(conn)
+            finally:
+                if sqlite:
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+                    conn.commit()
+
+    def _loop(self, conn: Connection) -> None:
+        statements = _statements(conn)
+        while True:
+            with self._cv:
+                while not (self._claims or self._sent or self._closed):
+                    self._cv.wait()
+                if not (self._claims or self._sent):
                     return
+                claims, self._claims = self._claims, {}
+                sent, self._sent = self._sent, []
+            try:
+                now = datetime.now(UTC)
+                rows = statements.commit_group(
+                    sent, list(claims), now, now + self._lease, self._owner
+                )
+            except BaseException as exc:
                 with self._cv:
-                    for notice_id, request in claims.items():
-                        request.row, request.done = rows.get(notice_id), True
-                    self._cv.notify_all()
+                    self.error = exc
+                    pending = [*claims.values(), *self._claims.values()]
+                    self._claims.clear()
+                for request in pending:
+                    request.done.set()
+                return
+            for notice_id, request in claims.items():
+                request.attempts = rows.get(notice_id)
+                request.done.set()
 
 
 @dataclass
@@ -263,12 +345,13 @@ class _SendRun:
         """Send notices until none are left or the relay cannot be reached any more."""
         try:
             with self.ws.db.engine.connect() as conn:
+                statements = _statements(conn)
                 while (job := self.scheduler.take()) is not None:
                     notice_id, route = job
                     if not self._ensure_connected(relay):
                         self.scheduler.retry(notice_id, route, 0.0, slow_down=False)
                         break
-                    self._deliver(conn, relay, notice_id, route)
+                    self._deliver(conn, statements, relay, notice_id, route)
         except BaseException as exc:  # handed to the main thread, which raises it
             with self.lock:
                 self.errors.append(exc)
@@ -301,8 +384,7 @@ class _SendRun:
         """Envelope sender, recipient and signed bytes of a claimed notice."""
         p = self.params
         payload = self.ws.vault.open(sealed, context=NOTICE_CONTEXT)
-        data = b"Date: " + format_datetime(datetime.now(UTC)).encode() + b"\r\n"
-        data += zlib.decompress(base64.b64decode(payload["mime"]))
+        data = _date_header() + zlib.decompress(base64.b64decode(payload["mime"]))
         if p.dkim:
             data = _dkim_sign(data, p.dkim) + data
         envelope = p.sender
@@ -310,21 +392,40 @@ class _SendRun:
             envelope = f"{p.envelope_local}+{reference_token(reference)}@{p.envelope_domain}"
         return envelope, payload["to"], data
 
-    def _deliver(self, conn: Connection, relay: _Relay, notice_id: int, route: str) -> None:
-        """Claim and send one notice, and record what became of it."""
-        claimed = self.journal.claim(notice_id)
-        if claimed is None:  # another run took it or a person settled it meanwhile
+    def _deliver(
+        self, conn: Connection, statements: _Statements, relay: _Relay, notice_id: int, route: str
+    ) -> None:
+        """Claim and send one notice, and record what became of it.
+
+        The claim (``sending`` with a lease) is committed while the relay answers
+        ``MAIL FROM`` and ``RCPT TO``, and always before ``DATA``: the relay cannot have
+        a message whose claim is not on disk. A claim lost to another run resets the
+        SMTP transaction, so nothing is sent.
+        """
+        peeked = statements.peek(notice_id)
+        if peeked is None or peeked[2] != QUEUED:  # a person or another run settled it
             self._settle(None)
             return
-        _, sealed, reference, attempts = claimed
+        sealed, reference, _ = peeked
         try:
             envelope, to, data = self._message(sealed, reference)
         except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            if self.journal.claim(notice_id).wait() is None:
+                self._settle(None)
+                return
             error = f"cannot read the stored notice ({type(exc).__name__})"
             self._update(conn, notice_id, state=FAILED, lease_until=None, last_error=error)
             self._settle("failed", error)
             return
-        outcome = relay.send(envelope, to, data)
+        claim = self.journal.claim(notice_id)
+        refused = relay.envelope(envelope, to)
+        attempts = claim.wait()
+        if attempts is None:  # another run took it or a person settled it meanwhile
+            if refused is None:
+                relay.reset()
+            self._settle(None)
+            return
+        outcome = refused or relay.data(to, data)
         if outcome.kind == "sent":
             self.journal.sent(notice_id)
             self._settle("sent")
@@ -383,10 +484,16 @@ class _SendRun:
                 )
             )
             queued = _queue_letter(self.ws, conn, notice_id, error, now)
+            texted = _queue_sms(self.ws, conn, notice_id, error, now) == "queued"
         if queued:
             self._count("letters_queued")
+        if texted:
+            self._count("sms_queued")
         log.warning("notice %d failed: %s", notice_id, error)
-        self._settle("failed", f"refused {status}" + ("; letter queued" if queued else ""))
+        then = "; ".join(
+            what for what, done in (("letter queued", queued), ("text queued", texted)) if done
+        )
+        self._settle("failed", f"refused {status}" + (f"; {then}" if then else ""))
 
     def _update(self, conn: Connection, notice_id: int, **values: Any) -> None:
         with conn.begin():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -96,6 +95,17 @@ class _Relay:
 
     def send(self, sender: str, to: str, data: bytes) -> _Outcome:
         """Hand one message over, telling apart refused, sent, not sent and uncertain."""
+        refused = self.envelope(sender, to)
+        if refused is not None:
+            return refused
+        return self.data(to, data)
+
+    def envelope(self, sender: str, to: str) -> _Outcome | None:
+        """``MAIL FROM`` and ``RCPT TO``: ``None`` when the relay will take the message.
+
+        Nothing is delivered yet: after this a caller may still :meth:`reset` and walk
+        away, or go on with :meth:`data`.
+        """
         if self._smtp is None:
             self.connect()
         smtp = self._smtp
@@ -118,18 +128,31 @@ class _Relay:
                 if code not in ok:
                     self._after_refusal(code)
                     return _Outcome("refused", code, _clean_error(code, reply, to))
+        except (OSError, smtplib.SMTPException) as exc:
+            # Before DATA the relay cannot have taken the message: safe to try again.
+            self._drop()
+            return _Outcome("not_sent", 0, f"connection lost before DATA ({type(exc).__name__})")
+        return None
+
+    def data(self, to: str, data: bytes) -> _Outcome:
+        """``DATA`` and the message, after a successful :meth:`envelope`."""
+        smtp = self._smtp
+        if smtp is None:
+            return _Outcome("not_sent", 0, "no connection to the relay")
+        try:
             smtp.putcmd("data")
             code, reply = smtp.getreply()
             if code != 354:
                 self._after_refusal(code)
                 return _Outcome("refused", code, _clean_error(code, reply, to))
         except (OSError, smtplib.SMTPException) as exc:
-            # Before DATA the relay cannot have taken the message: safe to try again.
             self._drop()
             return _Outcome("not_sent", 0, f"connection lost before DATA ({type(exc).__name__})")
         try:
-            if data.startswith(b".") or b"\n." in data:
-                data = re.sub(rb"(?m)^\.", b"..", data)
+            # Dot-stuffing (RFC 5321 §4.5.2): a line that starts with "." gets another.
+            data = data.replace(b"\n.", b"\n..")
+            if data.startswith(b"."):
+                data = b"." + data
             smtp.send(data + b".\r\n")
             code, reply = smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
@@ -143,6 +166,10 @@ class _Relay:
             return _Outcome("sent", code, "")
         self._after_refusal(code)
         return _Outcome("refused", code, _clean_error(code, reply, to))
+
+    def reset(self) -> None:
+        """Abandon the transaction begun by :meth:`envelope`; nothing is delivered."""
+        self._after_refusal(0)
 
     def _after_refusal(self, code: int) -> None:
         if code == 421:
