@@ -261,7 +261,11 @@ def propose(
         ]
         pooled = [box.address for box, _ in _all(ws, s)]
     if not real:
-        raise InvalidInput("no customer matches --customers; proposals copy the customers")
+        raise InvalidInput(
+            "no customer matches --customers: proposals are shaped like your customers",
+            hint="import customers first with: canarino customers import FILE; "
+            "or widen --customers",
+        )
     boxes = propose_mailboxes(
         Profile.from_rows(real), count, rng or secrets.SystemRandom(), wanted, pooled
     )
