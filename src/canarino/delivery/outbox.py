@@ -219,3 +219,27 @@ def _in_doubt(now: datetime) -> Any:
     return (m.Notice.state == SENDING) & (
         m.Notice.lease_until.is_(None) | (m.Notice.lease_until <= now)
     )
+
+
+def opening_report(s: Any, incident_id: int, channel: str, now: datetime) -> SendReport:
+    """A send run's report before it starts: what earlier runs sent, hold, or left in doubt.
+
+    Raises ``NotFound`` for an unknown incident.
+    """
+    store.get_incident(s, incident_id)
+    on_channel = (m.Notice.incident_id == incident_id) & (m.Notice.channel == channel)
+    states = dict(
+        s.execute(
+            select(m.Notice.state, func.count()).where(on_channel).group_by(m.Notice.state)
+        ).all()
+    )
+    doubtful = s.scalar(select(func.count()).where(on_channel, _in_doubt(now))) or 0
+    report = SendReport(
+        incident_id,
+        in_doubt=doubtful,
+        busy=states.get(SENDING, 0) - doubtful,
+        already_sent=states.get(SENT, 0),
+    )
+    if report.in_doubt:
+        report.problems["left in doubt by an earlier run"] = report.in_doubt
+    return report

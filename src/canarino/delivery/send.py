@@ -16,10 +16,9 @@ from email.utils import format_datetime
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from .. import models as m
-from .. import store
 from ..errors import DeliveryError, InvalidInput
 from ..notices import reference_token
 from ..workspace import Workspace
@@ -35,7 +34,7 @@ from .outbox import (
     SENT,
     Progress,
     SendReport,
-    _in_doubt,
+    opening_report,
 )
 from .routing import _Scheduler
 from .sms import _queue_sms
@@ -550,22 +549,7 @@ def send_notices(
     now = datetime.now(UTC)
     lease = timedelta(seconds=lease_seconds if lease_seconds is not None else 2 * timeout + 30)
     with ws.db.session() as s:
-        store.get_incident(s, incident_id)
-        states = dict(
-            s.execute(
-                select(m.Notice.state, func.count())
-                .where(m.Notice.incident_id == incident_id, m.Notice.channel == EMAIL)
-                .group_by(m.Notice.state)
-            ).all()
-        )
-        doubtful = (
-            s.scalar(
-                select(func.count()).where(
-                    m.Notice.incident_id == incident_id, m.Notice.channel == EMAIL, _in_doubt(now)
-                )
-            )
-            or 0
-        )
+        report = opening_report(s, incident_id, EMAIL, now)
         jobs = s.execute(
             select(m.Notice.id, m.Notice.route)
             .where(
@@ -575,14 +559,6 @@ def send_notices(
             )
             .order_by(m.Notice.id)
         ).all()
-    report = SendReport(
-        incident_id,
-        in_doubt=doubtful,
-        busy=states.get(SENDING, 0) - doubtful,
-        already_sent=states.get(SENT, 0),
-    )
-    if report.in_doubt:
-        report.problems["left in doubt by an earlier run"] = report.in_doubt
     total = len(jobs)
     if not jobs:
         if progress:

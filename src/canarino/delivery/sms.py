@@ -34,10 +34,9 @@ from typing import Any, Literal
 import httpx
 import phonenumbers
 from pydantic import SecretStr
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from .. import models as m
-from .. import store
 from ..customers import load_customers
 from ..errors import DeliveryError, InvalidInput
 from ..inbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_generic
@@ -55,10 +54,10 @@ from .outbox import (
     SendReport,
     _append_event,
     _event,
-    _in_doubt,
     _row,
     _scrub,
     _spec_context,
+    opening_report,
 )
 from .routing import _Scheduler
 
@@ -488,22 +487,7 @@ def send_sms(
         seconds=lease_seconds if lease_seconds is not None else 2 * provider.timeout + 30
     )
     with ws.db.session() as s:
-        store.get_incident(s, incident_id)
-        states = dict(
-            s.execute(
-                select(m.Notice.state, func.count())
-                .where(m.Notice.incident_id == incident_id, m.Notice.channel == SMS)
-                .group_by(m.Notice.state)
-            ).all()
-        )
-        doubtful = (
-            s.scalar(
-                select(func.count()).where(
-                    m.Notice.incident_id == incident_id, m.Notice.channel == SMS, _in_doubt(now)
-                )
-            )
-            or 0
-        )
+        report = opening_report(s, incident_id, SMS, now)
         jobs = s.scalars(
             select(m.Notice.id)
             .where(
@@ -513,14 +497,6 @@ def send_sms(
             )
             .order_by(m.Notice.id)
         ).all()
-    report = SendReport(
-        incident_id,
-        in_doubt=doubtful,
-        busy=states.get(SENDING, 0) - doubtful,
-        already_sent=states.get(SENT, 0),
-    )
-    if report.in_doubt:
-        report.problems["left in doubt by an earlier run"] = report.in_doubt
     if not jobs:
         if progress:
             progress(0, 0)
