@@ -275,7 +275,7 @@ class Sighting(Base):
     contact_digest: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
     canary_id: Mapped[int | None] = mapped_column(ForeignKey("canaries.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    seen_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
     strong: Mapped[bool] = mapped_column(Boolean, default=False)
     expected_use: Mapped[bool] = mapped_column(Boolean, default=False)
     allowed_recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))
