@@ -13,7 +13,14 @@ from canarino import models as m
 from canarino.errors import InvalidInput, NotFound
 from canarino.shares import ShareResult
 from canarino.testing import make_customers, make_dump, write_customers_csv
-from canarino.trace import Tick, exposed_people, get_trace_report, list_traces, run_trace
+from canarino.trace import (
+    Tick,
+    exposed_people,
+    get_trace_report,
+    list_traces,
+    recent_traces,
+    run_trace,
+)
 from canarino.workspace import Workspace
 
 
@@ -97,6 +104,18 @@ def test_a_dump_of_strangers_names_nobody(
     report = run_trace(loaded, dump)
     assert (report.customers_matched, report.canaries_matched, report.suspects) == (0, 0, [])
     assert report.scope.people == 0
+
+
+def test_recent_traces_are_the_newest_and_follow_new_traces(
+    loaded: Workspace, tmp_path: Path
+) -> None:
+    dump = write_customers_csv(tmp_path / "strangers.csv", make_customers(20, seed=5))
+    first, second = run_trace(loaded, dump).trace_id, run_trace(loaded, dump).trace_id
+    assert [t["trace_id"] for t in recent_traces(loaded, 1)] == [second]
+    third = run_trace(loaded, dump).trace_id
+    assert [t["trace_id"] for t in recent_traces(loaded, 2)] == [third, second]
+    assert [t["trace_id"] for t in recent_traces(loaded, 1)] == [third]
+    assert [t["trace_id"] for t in list_traces(loaded)] == [third, second, first]
 
 
 def test_trace_result_is_stored_without_personal_data(

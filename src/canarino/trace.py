@@ -686,10 +686,10 @@ def get_trace_report(ws: Workspace, trace_id: int) -> dict[str, Any]:
         return dict(store.get_trace(s, trace_id).result)
 
 
-def list_traces(ws: Workspace) -> list[dict[str, Any]]:
-    """Every stored trace, newest first, as short summaries."""
+def list_traces(ws: Workspace, limit: int | None = None) -> list[dict[str, Any]]:
+    """Stored traces, newest first (all, or the newest ``limit``), as short summaries."""
     with ws.db.session() as s:
-        rows = s.scalars(select(m.Trace).order_by(m.Trace.id.desc())).all()
+        rows = s.scalars(select(m.Trace).order_by(m.Trace.id.desc()).limit(limit)).all()
         return [
             {
                 "trace_id": t.id,
@@ -701,3 +701,8 @@ def list_traces(ws: Workspace) -> list[dict[str, Any]]:
             }
             for t in rows
         ]
+
+
+def recent_traces(ws: Workspace, limit: int = 5) -> list[dict[str, Any]]:
+    """The newest traces' summaries, reused until the database changes."""
+    return ws.db.cached(("traces", limit), lambda: list_traces(ws, limit))

@@ -74,7 +74,7 @@ def overview(request: Request) -> Response:
             "shares": shares.list_shares(ws, limit=10),
             "sightings": sightings.recent_sightings(ws, limit=10),
             "incidents": open_incidents,
-            "traces": ws.db.cached(("traces",), lambda: trace.list_traces(ws))[:5],
+            "traces": trace.recent_traces(ws, 5),
             "now": now,
         }
 
