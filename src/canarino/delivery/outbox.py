@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import secrets
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select, update
 
@@ -23,6 +26,9 @@ from ..notices import (
     render_notice,
 )
 from ..workspace import Workspace
+
+if TYPE_CHECKING:
+    from .routing import _Scheduler
 
 NOTICE_CONTEXT = "notice"
 EMAIL, LETTER, NONE = "email", "letter", "none"
@@ -243,3 +249,43 @@ def opening_report(s: Any, incident_id: int, channel: str, now: datetime) -> Sen
     if report.in_doubt:
         report.problems["left in doubt by an earlier run"] = report.in_doubt
     return report
+
+
+class _Run:
+    """The bookkeeping a sending run shares between its worker threads, on any channel."""
+
+    def __init__(
+        self, scheduler: _Scheduler, report: SendReport, total: int, progress: Progress | None
+    ) -> None:
+        self.scheduler, self.report, self.total, self.progress = scheduler, report, total, progress
+        self.owner = secrets.token_hex(8)
+        self.lock = threading.Lock()
+        self.done = 0
+        self.problems: Counter[str] = Counter()
+        self.errors: list[BaseException] = []
+
+    def _settle(self, counter: str | None, problem: str | None = None) -> None:
+        """One notice is done for this run: count it, report progress."""
+        with self.lock:
+            if counter:
+                setattr(self.report, counter, getattr(self.report, counter) + 1)
+            if problem:
+                self.problems[problem] += 1
+            self.done += 1
+            if self.progress:
+                self.progress(self.done, self.total)
+        self.scheduler.finish()
+
+    def _count(self, counter: str, problem: str | None = None) -> None:
+        with self.lock:
+            setattr(self.report, counter, getattr(self.report, counter) + 1)
+            if problem:
+                self.problems[problem] += 1
+
+    def _update(self, conn: Connection, notice_id: int, **values: Any) -> None:
+        with conn.begin():
+            conn.execute(
+                update(m.Notice)
+                .where(m.Notice.id == notice_id)
+                .values(updated_at=datetime.now(UTC), **values)
+            )

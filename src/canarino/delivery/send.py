@@ -9,7 +9,6 @@ import ssl
 import threading
 import time
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -34,6 +33,7 @@ from .outbox import (
     SENT,
     Progress,
     SendReport,
+    _Run,
     opening_report,
 )
 from .routing import _Scheduler
@@ -294,7 +294,7 @@ class _RunParams:
     dkim: DkimKey | None
 
 
-class _SendRun:
+class _SendRun(_Run):
     """One sending run: workers, scheduler, report and progress."""
 
     def __init__(
@@ -308,35 +308,10 @@ class _SendRun:
         total: int,
         progress: Progress | None,
     ) -> None:
+        super().__init__(scheduler, report, total, progress)
         self.ws, self.incident_id, self.cfg, self.params = ws, incident_id, cfg, params
-        self.scheduler, self.report, self.total, self.progress = scheduler, report, total, progress
-        self.owner = secrets.token_hex(8)
         self.journal = _Journal(ws, self.owner, params.lease)
-        self.lock = threading.Lock()
-        self.done = 0
-        self.problems: Counter[str] = Counter()
-        self.errors: list[BaseException] = []
         self.alive = 0
-
-    # bookkeeping ---------------------------------------------------------------------
-
-    def _settle(self, counter: str | None, problem: str | None = None) -> None:
-        """One notice is done for this run: count it, report progress."""
-        with self.lock:
-            if counter:
-                setattr(self.report, counter, getattr(self.report, counter) + 1)
-            if problem:
-                self.problems[problem] += 1
-            self.done += 1
-            if self.progress:
-                self.progress(self.done, self.total)
-        self.scheduler.finish()
-
-    def _count(self, counter: str, problem: str | None = None) -> None:
-        with self.lock:
-            setattr(self.report, counter, getattr(self.report, counter) + 1)
-            if problem:
-                self.problems[problem] += 1
 
     # the worker ----------------------------------------------------------------------
 
@@ -493,14 +468,6 @@ class _SendRun:
             what for what, done in (("letter queued", queued), ("text queued", texted)) if done
         )
         self._settle("failed", f"refused {status}" + (f"; {then}" if then else ""))
-
-    def _update(self, conn: Connection, notice_id: int, **values: Any) -> None:
-        with conn.begin():
-            conn.execute(
-                update(m.Notice)
-                .where(m.Notice.id == notice_id)
-                .values(updated_at=datetime.now(UTC), **values)
-            )
 
 
 def send_notices(

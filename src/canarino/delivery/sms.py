@@ -25,7 +25,6 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +54,7 @@ from .outbox import (
     _append_event,
     _event,
     _row,
+    _Run,
     _scrub,
     _spec_context,
     opening_report,
@@ -308,7 +308,7 @@ def _post(
 # --- sending ------------------------------------------------------------------------------
 
 
-class _SmsRun:
+class _SmsRun(_Run):
     """One run sending an incident's text messages: claim, post, record, one at a time."""
 
     def __init__(
@@ -324,25 +324,9 @@ class _SmsRun:
         total: int,
         progress: Progress | None,
     ) -> None:
-        self.ws, self.provider, self.scheduler, self.report = ws, provider, scheduler, report
+        super().__init__(scheduler, report, total, progress)
+        self.ws, self.provider = ws, provider
         self.lease, self.max_attempts, self.retry_backoff = lease, max_attempts, retry_backoff
-        self.total, self.progress = total, progress
-        self.owner = secrets.token_hex(8)
-        self.lock = threading.Lock()
-        self.problems: Counter[str] = Counter()
-        self.errors: list[BaseException] = []
-        self.done = 0
-
-    def _settle(self, counter: str | None, problem: str | None = None) -> None:
-        with self.lock:
-            if counter:
-                setattr(self.report, counter, getattr(self.report, counter) + 1)
-            if problem:
-                self.problems[problem] += 1
-            self.done += 1
-            if self.progress:
-                self.progress(self.done, self.total)
-        self.scheduler.finish()
 
     def work(self) -> None:
         try:
@@ -356,14 +340,6 @@ class _SmsRun:
             with self.lock:
                 self.errors.append(exc)
             self.scheduler.close()
-
-    def _update(self, conn: Connection, notice_id: int, **values: Any) -> None:
-        with conn.begin():
-            conn.execute(
-                update(m.Notice)
-                .where(m.Notice.id == notice_id)
-                .values(updated_at=datetime.now(UTC), **values)
-            )
 
     def _deliver(self, conn: Connection, client: httpx.Client, notice_id: int, route: str) -> None:
         now = datetime.now(UTC)
@@ -442,9 +418,7 @@ class _SmsRun:
                 return
             delay = self.retry_backoff * 2 ** (attempts - 1) * (1 + secrets.randbelow(250) / 1000)
             delay = max(delay, result.retry_after or 0.0)
-            with self.lock:
-                self.report.retried += 1
-                self.problems[f"{status}: retried"] += 1
+            self._count("retried", f"{status}: retried")
             self.scheduler.retry(notice_id, route, delay, slow_down=result.code == 429)
         else:
             error = result.reason
