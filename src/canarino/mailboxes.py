@@ -30,7 +30,7 @@ from .canaries import CONSUMER_PROVIDERS, Mailbox, Profile, propose_mailboxes
 from .customers import CUSTOMER_CONTEXT, select_customers
 from .errors import InvalidInput
 from .models import utcnow
-from .normalize import IdentifierError, normalize_email
+from .normalize import IdentifierError, contacts_by_pseudonym, normalize_email
 from .workspace import Workspace
 
 POOL_CONTEXT = "mailbox"
@@ -220,13 +220,7 @@ def list_mailboxes(ws: Workspace) -> list[tuple[Mailbox, bool]]:
 
 def pool_addresses(ws: Workspace, addresses: Iterable[str]) -> list[str]:
     """Those of ``addresses`` that are pool mailboxes (used or not), as given."""
-    ps = ws.vault.pseudonyms
-    digests: dict[bytes, list[str]] = {}
-    for address in addresses:
-        try:
-            digests.setdefault(ps.digest("email", normalize_email(address)), []).append(address)
-        except IdentifierError:
-            continue
+    digests = contacts_by_pseudonym(ws.vault.pseudonyms, "email", addresses)
     if not digests:
         return []
     with ws.db.session() as s:

@@ -284,6 +284,24 @@ class Pseudonymizer:
         return bytes(out)
 
 
+def contacts_by_pseudonym(
+    ps: Pseudonymizer, kind: str, values: Iterable[str]
+) -> dict[bytes, list[str]]:
+    """Each pseudonym of ``values`` to the values, as given, that have it.
+
+    ``kind`` is "email" or "phone" (numbers in international form); values that cannot
+    be read as one are left out.
+    """
+    grouped: dict[bytes, list[str]] = {}
+    for value in values:
+        try:
+            normal = normalize_email(value) if kind == "email" else normalize_phone(value, None)
+            grouped.setdefault(ps.digest(kind, normal), []).append(value)
+        except IdentifierError:
+            continue
+    return grouped
+
+
 @cache
 def _country_names() -> dict[str, str]:
     names: dict[str, str] = {}

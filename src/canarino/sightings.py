@@ -32,7 +32,7 @@ from . import models as m
 from . import store
 from .attribution import Attribution
 from .errors import InvalidInput
-from .normalize import IdentifierError, normalize_email, normalize_phone
+from .normalize import IdentifierError, contacts_by_pseudonym, normalize_email, normalize_phone
 from .shares import CANARY_CONTEXT
 from .trace import decide
 from .workspace import Workspace
@@ -308,13 +308,7 @@ def email_canaries(ws: Workspace, addresses: Iterable[str]) -> dict[str, dict[st
     door uses them to tell which of them a message quotes. Addresses that are not
     canaries, or not addresses, are left out.
     """
-    ps = ws.vault.pseudonyms
-    digests: dict[bytes, list[str]] = {}
-    for address in addresses:
-        try:
-            digests.setdefault(ps.digest("email", normalize_email(address)), []).append(address)
-        except IdentifierError:
-            continue
+    digests = contacts_by_pseudonym(ws.vault.pseudonyms, "email", addresses)
     if not digests:
         return {}
     out: dict[str, dict[str, str]] = {}

@@ -14,7 +14,7 @@ from dataclasses import replace
 from sqlalchemy import select
 
 from .. import models as m
-from ..normalize import IdentifierError, normalize_phone
+from ..normalize import contacts_by_pseudonym
 from ..shares import CANARY_CONTEXT
 from ..sightings import SightingReport, record_sightings
 from ..workspace import Workspace
@@ -24,13 +24,7 @@ from .webhooks import Inbound
 
 def phone_canaries(ws: Workspace, numbers: Iterable[str]) -> dict[str, dict[str, str]]:
     """The canaries among ``numbers``: each number (as given) to its canary's details."""
-    ps = ws.vault.pseudonyms
-    digests: dict[bytes, list[str]] = {}
-    for number in numbers:
-        try:
-            digests.setdefault(ps.digest("phone", normalize_phone(number, None)), []).append(number)
-        except IdentifierError:
-            continue
+    digests = contacts_by_pseudonym(ws.vault.pseudonyms, "phone", numbers)
     out: dict[str, dict[str, str]] = {}
     if not digests:
         return out
