@@ -83,12 +83,15 @@ class NdjsonSource(Source):
             try:
                 yield number, _flat(_loads(line), depth)
             except (TooDeep, RecursionError):
-                raise InvalidInput(
-                    f"{self.name}: line {number:,} is nested deeper than {depth} levels",
-                    hint="raise max_depth if the file is genuine",
-                ) from None
+                raise self._too_deep(number) from None
             except ValueError:
                 yield number, None
+
+    def _too_deep(self, number: int) -> InvalidInput:
+        return InvalidInput(
+            f"{self.name}: line {number:,} is nested deeper than {self.limits.max_depth} levels",
+            hint="raise max_depth if the file is genuine",
+        )
 
     def _paths(self, lines: TextLines) -> Iterator[Iterable[str]]:
         """The dotted paths of each line's record (nothing for a line that is not JSON).
@@ -110,10 +113,7 @@ class NdjsonSource(Source):
                 else:
                     yield flatten(record, depth).keys()
             except (TooDeep, RecursionError):
-                raise InvalidInput(
-                    f"{self.name}: line {number:,} is nested deeper than {depth} levels",
-                    hint="raise max_depth if the file is genuine",
-                ) from None
+                raise self._too_deep(number) from None
             except ValueError:
                 continue
 
