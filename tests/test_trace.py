@@ -51,6 +51,26 @@ def test_trace_names_the_vendor_whose_canaries_leaked(
     assert report.customers_matched + report.canaries_matched == leaked
 
 
+def test_the_scope_counts_each_country_and_region_as_the_customer_table_does(
+    shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
+) -> None:
+    from canarino.scope import build_scope
+
+    dump = tmp_path / "dump.csv"
+    make_dump(shared["Vendor A"].path, dump, fraction=0.6, seed=8, reformat=True)
+    report = run_trace(loaded, dump)
+    with loaded.db.session() as s:
+        groups = s.execute(
+            select(m.Customer.country, m.Customer.region, m.TraceCustomer.fields, func.count())
+            .join(m.TraceCustomer, m.TraceCustomer.customer_id == m.Customer.id)
+            .where(m.TraceCustomer.trace_id == report.trace_id)
+            .group_by(m.Customer.country, m.Customer.region, m.TraceCustomer.fields)
+        ).all()
+    truth = build_scope([(c, r, f, n) for c, r, f, n in groups])
+    assert len(truth.by_region) > 3
+    assert report.scope == truth
+
+
 def test_trace_finds_exposed_fields_per_person_and_scope(
     shared: dict[str, ShareResult], loaded: Workspace, tmp_path: Path
 ) -> None:
@@ -371,22 +391,3 @@ def test_worker_processes_find_the_same_record_hits(
         (s.recipient, s.records_seen) for s in two.suspects if s.records_seen
     ]
     assert one.suspects[0].recipient == "Vendor B" and one.suspects[0].accused
-
-
-def test_the_index_read_in_two_processes_equals_the_index_read_in_one(
-    loaded: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import numpy as np
-
-    from canarino import trace
-
-    monkeypatch.setattr(trace, "SPLIT_INDEX_MIN", 0)
-    with loaded.db.session() as s:
-        one = trace.load_index(s)
-        two = trace.load_index(s, split=True)
-        digests = [bytes(d) for d in s.scalars(select(m.Pseudonym.digest))]
-    assert len(one) == len(two) == len(digests) > 100
-    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
-    owners = one.lookup_raw(raw)
-    assert (owners != 0).all()
-    assert owners.tolist() == two.lookup_raw(raw).tolist()

@@ -14,6 +14,7 @@ from . import models as m
 from . import store
 from .errors import InvalidInput
 from .fields import BY_NAME, FIELD_NAMES, field_for_header
+from .index import refresh_index
 from .normalize import (
     IdentifierError,
     default_language,
@@ -185,6 +186,8 @@ def import_customers(
         _store(ws, s, batch, seen, report)
         if report.rows == 0:
             raise InvalidInput(f"{path}: no data rows after the header")
+    if report.imported:
+        refresh_index(ws)
     return report
 
 

@@ -52,15 +52,55 @@ class PseudonymIndex:
         index._build(digests, owners)
         return index
 
+    @classmethod
+    def from_sorted(
+        cls, full: npt.NDArray[np.uint8], owners: npt.NDArray[np.int64]
+    ) -> PseudonymIndex:
+        """An index of ``(n, 32)`` digests already in the order of :attr:`digests`."""
+        index = cls.__new__(cls)
+        if full.ndim != 2 or full.shape[1] != 32 or full.shape[0] != owners.size:
+            raise ValueError("one owner is needed per 32-byte digest")
+        keys = np.ascontiguousarray(full[:, :8]).view(">u8").ravel().astype(np.uint64)
+        if keys.size > 1 and bool(np.any(keys[1:] < keys[:-1])):
+            raise ValueError("digests are not sorted")
+        index._set(keys, full, owners)
+        return index
+
+    @property
+    def digests(self) -> npt.NDArray[np.uint8]:
+        """The ``(n, 32)`` digests, sorted by their first 8 bytes."""
+        return self._full
+
+    @property
+    def owners(self) -> npt.NDArray[np.int64]:
+        """The owner of each row of :attr:`digests`."""
+        return self._owners
+
+    def with_added(self, digests: bytes, owners: npt.NDArray[np.int64]) -> PseudonymIndex:
+        """A new index with these pseudonyms added to this one's."""
+        if not digests:
+            return self
+        return PseudonymIndex.from_raw(
+            self._full.tobytes() + digests, np.concatenate([self._owners, owners])
+        )
+
     def _build(self, digests: bytes, owners: npt.NDArray[np.int64]) -> None:
         raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
         if raw.shape[0] != owners.size:
             raise ValueError("one owner is needed per 32-byte digest")
         keys = raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
         order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._full = raw[order]
-        self._owners = owners[order]
+        self._set(keys[order], raw[order], owners[order])
+
+    def _set(
+        self,
+        keys: npt.NDArray[np.uint64],
+        full: npt.NDArray[np.uint8],
+        owners: npt.NDArray[np.int64],
+    ) -> None:
+        self._keys = keys
+        self._full = full
+        self._owners = owners
         # About one pseudonym per bucket; at most 2**24 buckets (128 MiB of starts).
         self._bits = min(24, max(1, int(self._keys.size).bit_length()))
         self._shift = np.uint64(64 - self._bits)

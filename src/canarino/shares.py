@@ -25,6 +25,7 @@ from .customers import CUSTOMER_CONTEXT, select_customers
 from .design import Design, DesignInput, detection_limit, plan
 from .errors import InvalidInput, NotFound
 from .fields import FIELD_NAMES, parse_field_list
+from .index import refresh_index
 from .mailboxes import mark_used, pool_summary, unused_mailboxes
 from .places import read_places
 from .workspace import Workspace
@@ -120,7 +121,7 @@ def create_share(
         share, digest = _publish(
             s, out, who.id, names, rows, customer_filter, real, [cid for cid, _ in chosen]
         )
-        return ShareResult(
+        result = ShareResult(
             share.id,
             who.name,
             share.created_at,
@@ -132,6 +133,8 @@ def create_share(
             detection_limit(count, ws.settings.canary_miss, exclusive_layer.hits_needed),
             factory.mailboxes_missing,
         )
+    refresh_index(ws)
+    return result
 
 
 def _canary_maker(

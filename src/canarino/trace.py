@@ -26,6 +26,7 @@ from . import models as m
 from . import store
 from .attribution import RECORD_NOISE, Attribution, CanaryFacts, ShareFacts, Suspect, attribute
 from .errors import InvalidInput
+from .index import Lookup, load_lookup
 from .normalize import PhoneCandidates, Pseudonymizer
 from .recognition import CanaryRecognizer, Candidate, Monitored, Recognition
 from .scope import (
@@ -105,83 +106,6 @@ class TraceReport:
             "scope": self.scope.as_dict(),
             "problems": self.problems,
         }
-
-
-def load_index(s: Session, *, split: bool = False) -> PseudonymIndex:
-    """Every pseudonym in the workspace, ready for lookups.
-
-    With ``split`` (and fork available) a forked process reads the upper half of the
-    table while this one reads the lower half: reading is most of the cost.
-    """
-    lo, hi = s.execute(select(func.min(m.Pseudonym.id), func.max(m.Pseudonym.id))).one()
-    if lo is None:
-        return PseudonymIndex([], [])
-    if not split or hi - lo < SPLIT_INDEX_MIN or "fork" not in mp.get_all_start_methods():
-        digests, owners = _read_pseudonyms(s.connection(), lo, hi)
-        return PseudonymIndex.from_raw(digests, owners)
-    mid = (lo + hi) // 2
-    engine = s.get_bind()
-    ctx = mp.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    # Forked, the child has the engine's address without it crossing a pipe; it sends
-    # back only pseudonyms.
-    child = ctx.Process(target=_read_half, args=(engine, mid + 1, hi, sender), daemon=True)
-    child.start()
-    sender.close()
-    try:
-        low_digests, low_owners = _read_pseudonyms(s.connection(), lo, mid)
-        try:
-            high_digests = receiver.recv_bytes()
-            high_owners = np.frombuffer(receiver.recv_bytes(), dtype=np.int64)
-        except EOFError:
-            raise RuntimeError("the process reading the pseudonym index failed") from None
-    finally:
-        receiver.close()
-        child.join()
-    return PseudonymIndex.from_raw(
-        low_digests + high_digests, np.concatenate([low_owners, high_owners])
-    )
-
-
-# Below this many pseudonyms the index is read in one process: forking costs more.
-SPLIT_INDEX_MIN = 200_000
-
-
-def _read_pseudonyms(conn: Any, lo: int, hi: int) -> tuple[bytes, npt.NDArray[np.int64]]:
-    """Digests (concatenated) and owners of the pseudonyms with ``lo <= id <= hi``."""
-    # The DB-API cursor skips SQLAlchemy's row objects: several times faster for millions.
-    cursor = conn.connection.cursor()
-    digests: list[bytes] = []
-    owners: list[int] = []
-    try:
-        cursor.execute(
-            "SELECT digest, COALESCE(customer_id, -canary_id) FROM pseudonyms "
-            f"WHERE id >= {int(lo)} AND id <= {int(hi)}"
-        )
-        while chunk := cursor.fetchmany(200_000):
-            for d, o in chunk:
-                digests.append(d if isinstance(d, bytes) else bytes(d))
-                owners.append(o)
-    finally:
-        cursor.close()
-    return b"".join(digests), np.asarray(owners, dtype=np.int64)
-
-
-def _read_half(engine: Any, lo: int, hi: int, sender: Any) -> None:
-    """In a forked child: read pseudonyms ``lo..hi`` and send them to the parent.
-
-    The child opens a new engine of its own and never touches the parent's connections
-    (closing an inherited SQLite connection could disturb the parent's).
-    """
-    own = store.make_engine(engine.url.render_as_string(hide_password=False))
-    try:
-        with own.connect() as conn:
-            digests, owners = _read_pseudonyms(conn, lo, hi)
-        sender.send_bytes(digests)
-        sender.send_bytes(owners.tobytes())
-    finally:
-        own.dispose()
-        sender.close()
 
 
 def _sha256(path: Path) -> str:
@@ -390,8 +314,9 @@ def run_trace(
     ):
         if workers is None:
             workers = _default_workers() if _input_size(path) >= PARALLEL_MIN_BYTES else 1
+        lookup = load_lookup(s, ws.vault.pseudonyms, ws.settings.workspace, split=workers > 1)
         kit = _Kit(
-            load_index(s, split=workers > 1),
+            lookup.pseudonyms,
             ws.vault.pseudonyms,
             PhoneCandidates(store.customer_countries(s) or ["IT"]),
             Monitored(ws.settings.mail_domains, ws.settings.phone_ranges),
@@ -461,7 +386,7 @@ def run_trace(
             canaries.setdefault(hit.canary_id, []).append(hit.how)
         _insert_matches(s, trace.id, customers, canaries)
         decision = _attribute(ws, s, trace.id, len(customers), trace.created_at)
-        scope = build_scope(_scope_groups(s, trace.id))
+        scope = build_scope(_scope_groups(s, lookup, customers))
         report = TraceReport(
             trace.id,
             trace.created_at,
@@ -650,14 +575,34 @@ def decide(
     )
 
 
-def _scope_groups(s: Session, trace_id: int) -> list[tuple[str | None, str | None, str, int]]:
-    query = (
-        select(m.Customer.country, m.Customer.region, m.TraceCustomer.fields, func.count())
-        .join(m.TraceCustomer, m.TraceCustomer.customer_id == m.Customer.id)
-        .where(m.TraceCustomer.trace_id == trace_id)
-        .group_by(m.Customer.country, m.Customer.region, m.TraceCustomer.fields)
-    )
-    return [(c, r, f, n) for c, r, f, n in s.execute(query)]
+def _scope_groups(
+    s: Session, lookup: Lookup, customers: dict[int, int]
+) -> list[tuple[str | None, str | None, str, int]]:
+    """``(country, region, "f1,f2", people)`` of the matched ``customers`` (id: field mask)."""
+    ids = np.fromiter(customers, dtype=np.int64, count=len(customers))
+    masks = np.fromiter(customers.values(), dtype=np.int64, count=len(customers))
+    codes = lookup.places.of(ids).astype(np.int64)
+    names = list(lookup.places.names)
+    unknown = np.flatnonzero(codes < 0)
+    if unknown.size:
+        # Customers newer than the index file (added while this trace ran): few, so asked.
+        extra: dict[int, tuple[str | None, str | None]] = {}
+        asked = ids[unknown].tolist()
+        for start in range(0, len(asked), 10_000):
+            rows = s.execute(
+                select(m.Customer.id, m.Customer.country, m.Customer.region).where(
+                    m.Customer.id.in_(asked[start : start + 10_000])
+                )
+            )
+            extra.update((cid, (country, region)) for cid, country, region in rows)
+        for i in unknown.tolist():
+            names.append(extra.get(int(ids[i]), (None, None)))
+            codes[i] = len(names) - 1
+    keys, counts = np.unique((codes << 32) | masks, return_counts=True)
+    return [
+        (*names[int(k) >> 32], ",".join(fields_of(int(k) & 0xFFFFFFFF)), int(n))
+        for k, n in zip(keys.tolist(), counts.tolist(), strict=True)
+    ]
 
 
 def exposed_people(ws: Workspace, trace_id: int) -> Iterator[PersonScope]:
