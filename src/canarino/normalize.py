@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,9 @@ import pyarrow.compute as pc
 from babel import Locale, UnknownLocaleError
 from babel.languages import get_official_languages
 from email_validator import EmailNotValidError, validate_email
+
+if TYPE_CHECKING:
+    from .columnhash import ColumnHasher
 
 _NON_DIGITS = re.compile(r"\D+")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -246,8 +250,10 @@ class Pseudonymizer:
         # HMAC = H((K ^ opad) || H((K ^ ipad) || m)); the keyed prefixes are hashed once
         # and copied per value, which is what makes hashing millions of values cheap.
         block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._pads = (bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block))
+        self._inner = hashlib.sha256(self._pads[0])
+        self._outer = hashlib.sha256(self._pads[1])
+        self._columns: ColumnHasher | None = None
 
     def __repr__(self) -> str:
         return "Pseudonymizer(<key hidden>)"
@@ -256,13 +262,28 @@ class Pseudonymizer:
         """Return the 32-byte pseudonym of a normalised ``value`` of ``kind``."""
         return hmac.digest(self._key, f"{kind}\x1f{value}".encode(), hashlib.sha256)
 
+    def accelerate(self) -> bool:
+        """Hash whole columns with DataFusion in this process from now on, where it can.
+
+        For processes that do nothing but match (see :mod:`canarino.columnhash`); True
+        when the faster path is in use.
+        """
+        from .columnhash import ColumnHasher
+
+        self._columns = ColumnHasher.start(*self._pads)
+        return self._columns is not None
+
     def digest_array(self, kind: str, values: pa.Array) -> npt.NDArray[np.uint8]:
         """Pseudonyms of a column as an ``(n, 32)`` array; each distinct value hashed once."""
         encoded = pc.dictionary_encode(_strings(values))
         # UTF-8 bytes straight from Arrow: no Python string is made or encoded per value.
-        distinct = encoded.dictionary.cast(pa.binary()).to_pylist()
-        raw = np.frombuffer(self._digest_bytes(kind, distinct), dtype=np.uint8)
-        return raw.reshape(-1, 32)[encoded.indices.to_numpy(zero_copy_only=False)]
+        distinct = encoded.dictionary.cast(pa.binary())
+        if self._columns is not None and self._columns.usable():
+            raw = self._columns.digests(f"{kind}\x1f".encode(), distinct)
+        else:
+            digests = self._digest_bytes(kind, distinct.to_pylist())
+            raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+        return raw[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def digests(self, kind: str, values: Sequence[str]) -> list[bytes]:
         """Return the pseudonyms of many values of one kind (same as :meth:`digest`)."""

@@ -386,12 +386,19 @@ class Exposure:
         # Keep compaction amortised when most rows are distinct people.
         self._compact_every = max(self._compact_every, 2 * self._pending)
 
+    def arrays(self) -> BatchMatch:
+        """Every owner once, ascending, with its OR of field masks and of identifier kinds."""
+        if not self._parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return BatchMatch(empty, empty, empty)
+        self._compact()
+        return self._parts[0]
+
     def result(self) -> tuple[dict[int, int], dict[int, int]]:
         """Per owner: the OR of exposed-field masks, and the OR of identifier kinds."""
         if not self._parts:
             return {}, {}
-        self._compact()
-        merged = self._parts[0]
+        merged = self.arrays()
         owners = merged.owners.tolist()
         exposed = dict(zip(owners, merged.masks.tolist(), strict=True))
         matched_by = dict(zip(owners, merged.kinds.tolist(), strict=True))
