@@ -359,6 +359,8 @@ def _open(ws_dir: str) -> Any:
 
 TRACE_MODULES = (
     "trace",
+    "index",
+    "columnhash",
     "scope",
     "normalize",
     "recognition",

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select, text
 
 from canarino import models as m
 from canarino.models import Base
-from canarino.store import Database, make_engine, upgrade
+from canarino.scope import fields_of
+from canarino.store import Database, _alembic_config, make_engine, upgrade
 
 
 def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
@@ -20,6 +21,57 @@ def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
+
+
+def _migrate(engine: Engine, verb: str, target: str) -> None:
+    from alembic import command
+
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, verb)(cfg, target)
+
+
+def test_stored_trace_fields_become_masks_and_back(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    _migrate(engine, "upgrade", "0008")
+    texts = {1: "email,phone", 2: "first_name,email", 3: "", 4: "iban,password,tax_code"}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO traces (id, created_at, source_name, source_sha256, size_bytes, "
+                "rows_read, result) VALUES (1, '2026-11-25', 'd.csv', '', 1, 1, '{}')"
+            )
+        )
+        for cid, fields in texts.items():
+            conn.execute(
+                text(
+                    "INSERT INTO customers (id, identity, sealed, created_at) "
+                    "VALUES (:id, :identity, x'00', '2026-11-25')"
+                ),
+                {"id": cid, "identity": bytes([cid]) * 32},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO trace_customers (trace_id, customer_id, fields) VALUES (1, :c, :f)"
+                ),
+                {"c": cid, "f": fields},
+            )
+    _migrate(engine, "upgrade", "head")
+    with engine.connect() as conn:
+        masks = dict(conn.execute(text("SELECT customer_id, mask FROM trace_customers")).all())
+        ddl = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'trace_customers'")
+        ).scalar_one()
+    # Written out again in the canonical order of the fields.
+    canonical = {**texts, 4: "tax_code,password,iban"}
+    assert {cid: ",".join(fields_of(k)) for cid, k in masks.items()} == canonical
+    assert "WITHOUT ROWID" in ddl.upper()
+    _migrate(engine, "downgrade", "0008")
+    with engine.connect() as conn:
+        back = dict(conn.execute(text("SELECT customer_id, fields FROM trace_customers")).all())
+    assert back == canonical
     engine.dispose()
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from canarino import models as m
 from canarino.errors import InvalidInput, NotFound
+from canarino.scope import fields_of
 from canarino.shares import ShareResult
 from canarino.testing import make_customers, make_dump, write_customers_csv
 from canarino.trace import (
@@ -61,12 +62,12 @@ def test_the_scope_counts_each_country_and_region_as_the_customer_table_does(
     report = run_trace(loaded, dump)
     with loaded.db.session() as s:
         groups = s.execute(
-            select(m.Customer.country, m.Customer.region, m.TraceCustomer.fields, func.count())
+            select(m.Customer.country, m.Customer.region, m.TraceCustomer.mask, func.count())
             .join(m.TraceCustomer, m.TraceCustomer.customer_id == m.Customer.id)
             .where(m.TraceCustomer.trace_id == report.trace_id)
-            .group_by(m.Customer.country, m.Customer.region, m.TraceCustomer.fields)
+            .group_by(m.Customer.country, m.Customer.region, m.TraceCustomer.mask)
         ).all()
-    truth = build_scope([(c, r, f, n) for c, r, f, n in groups])
+    truth = build_scope([(c, r, ",".join(fields_of(k)), n) for c, r, k, n in groups])
     assert len(truth.by_region) > 3
     assert report.scope == truth
 
@@ -90,8 +91,8 @@ def test_trace_finds_exposed_fields_per_person_and_scope(
     assert sum(report.scope.by_country.values()) == report.customers_matched
     assert report.scope.by_category["contact"] == report.customers_matched
     with loaded.db.session() as s:
-        fields = set(s.scalars(select(m.TraceCustomer.fields)))
-    assert all("email" in f for f in fields)
+        masks = set(s.scalars(select(m.TraceCustomer.mask)))
+    assert masks and all("email" in fields_of(k) for k in masks)
 
 
 def test_only_the_columns_present_count_as_exposed(
@@ -284,7 +285,7 @@ def test_matching_in_worker_processes_gives_the_same_result(
         stored = {
             trace_id: set(
                 s.execute(
-                    select(m.TraceCustomer.customer_id, m.TraceCustomer.fields).where(
+                    select(m.TraceCustomer.customer_id, m.TraceCustomer.mask).where(
                         m.TraceCustomer.trace_id == trace_id
                     )
                 ).all()

@@ -211,6 +211,7 @@ FIELDS: tuple[Field, ...] = (
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+# Stored traces keep exposed fields as bits in this order: add new fields at the end.
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 
 

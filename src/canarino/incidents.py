@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import holidays
-from sqlalchemy import Integer, func, insert, literal, select, update
+from sqlalchemy import Integer, String, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, reports, store
@@ -32,6 +32,7 @@ from .history import incident_history as incident_history
 from .obligations import RISK_LEVELS, STATUSES, IncidentFacts, Obligation, assess
 from .rules_schema import CATEGORIES, EVENTS
 from .ruleset import load_rules
+from .scope import fields_of
 from .workspace import Workspace
 
 # Categories whose exposure makes harm to people likely without further facts
@@ -164,16 +165,21 @@ def open_incident(
         )
         s.add(incident)
         s.flush()
-        s.execute(
-            insert(m.IncidentPerson).from_select(
-                ["incident_id", "customer_id", "fields"],
-                select(
-                    literal(incident.id, Integer),
-                    m.TraceCustomer.customer_id,
-                    m.TraceCustomer.fields,
-                ).where(m.TraceCustomer.trace_id == trace.id),
+        masks = s.scalars(
+            select(m.TraceCustomer.mask).where(m.TraceCustomer.trace_id == trace.id).distinct()
+        ).all()
+        # One copy per field set (a handful per trace), the field list written out once.
+        for mask in masks:
+            s.execute(
+                insert(m.IncidentPerson).from_select(
+                    ["incident_id", "customer_id", "fields"],
+                    select(
+                        literal(incident.id, Integer),
+                        m.TraceCustomer.customer_id,
+                        literal(",".join(fields_of(mask)), String),
+                    ).where(m.TraceCustomer.trace_id == trace.id, m.TraceCustomer.mask == mask),
+                )
             )
-        )
         incident_id = incident.id
     return reassess(ws, incident_id, f"opened on trace #{trace_id}", now=now)
 
@@ -577,11 +583,12 @@ def merge_trace(
         )
         added = 0
         rows = s.execute(
-            select(m.TraceCustomer.customer_id, m.TraceCustomer.fields).where(
+            select(m.TraceCustomer.customer_id, m.TraceCustomer.mask).where(
                 m.TraceCustomer.trace_id == trace.id
             )
         )
-        for customer_id, fields_text in rows:
+        for customer_id, mask in rows:
+            fields_text = ",".join(fields_of(mask))
             if customer_id not in known:
                 s.add(
                     m.IncidentPerson(

@@ -178,14 +178,19 @@ class Trace(Base):
 
 
 class TraceCustomer(Base):
-    """A real customer found in a traced leak, with the fields exposed there."""
+    """A real customer found in a traced leak, with the fields exposed there.
+
+    ``mask`` has bit i set when field ``FIELD_NAMES[i]`` was exposed: a large leak
+    writes hundreds of thousands of these rows, so they stay small.
+    """
 
     __tablename__ = "trace_customers"
+    __table_args__ = ({"sqlite_with_rowid": False},)
     trace_id: Mapped[int] = mapped_column(
         ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True
     )
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
-    fields: Mapped[str] = mapped_column(String(500))
+    mask: Mapped[int]
 
 
 class TraceCanary(Base):

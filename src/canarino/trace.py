@@ -452,25 +452,22 @@ def _insert_matches(
 ) -> None:
     conn = s.connection()
     table = m.TraceCustomer.__tablename__
-    for mask in np.unique(customers.masks).tolist():
-        ids = customers.ids[customers.masks == mask].tolist()
-        fields = ",".join(fields_of(mask))
-        if conn.dialect.name == "sqlite":
-            # One statement per field set, the ids as a JSON array SQLite unpacks itself:
-            # a third faster than binding a row at a time, for hundreds of thousands.
+    if conn.dialect.name == "sqlite":
+        # One statement per field set, the ids as a JSON array SQLite unpacks itself:
+        # a third faster than binding a row at a time, for hundreds of thousands.
+        for mask in np.unique(customers.masks).tolist():
             conn.exec_driver_sql(
-                f"INSERT INTO {table} (trace_id, customer_id, fields) "
+                f"INSERT INTO {table} (trace_id, customer_id, mask) "
                 "SELECT ?, value, ? FROM json_each(?)",
-                (trace_id, fields, json.dumps(ids)),
+                (trace_id, mask, json.dumps(customers.ids[customers.masks == mask].tolist())),
             )
-            continue
+    else:
         # Straight to the driver's executemany: the ORM's per-row bookkeeping cost seconds
         # per million people and bought nothing here.
-        sql = f"INSERT INTO {table} (trace_id, customer_id, fields) VALUES (%s, %s, %s)"
-        for start in range(0, len(ids), 50_000):
-            conn.exec_driver_sql(
-                sql, [(trace_id, cid, fields) for cid in ids[start : start + 50_000]]
-            )
+        sql = f"INSERT INTO {table} (trace_id, customer_id, mask) VALUES (%s, %s, %s)"
+        rows = list(zip(customers.ids.tolist(), customers.masks.tolist(), strict=True))
+        for start in range(0, len(rows), 50_000):
+            conn.exec_driver_sql(sql, [(trace_id, c, k) for c, k in rows[start : start + 50_000]])
     if canaries:
         s.execute(
             insert(m.TraceCanary),
@@ -636,14 +633,14 @@ def exposed_people(ws: Workspace, trace_id: int) -> Iterator[PersonScope]:
         store.get_trace(s, trace_id)  # a clear error for an unknown trace
         query = (
             select(m.TraceCustomer.customer_id, m.Customer.country, m.Customer.region)
-            .add_columns(m.TraceCustomer.fields)
+            .add_columns(m.TraceCustomer.mask)
             .join(m.Customer, m.Customer.id == m.TraceCustomer.customer_id)
             .where(m.TraceCustomer.trace_id == trace_id)
             .order_by(m.TraceCustomer.customer_id)
             .execution_options(yield_per=10_000)
         )
-        for cid, country, region, fields_text in s.execute(query):
-            yield person_scope(cid, country, region, fields_text)
+        for cid, country, region, mask in s.execute(query):
+            yield person_scope(cid, country, region, ",".join(fields_of(mask)))
 
 
 def get_trace_report(ws: Workspace, trace_id: int) -> dict[str, Any]:
