@@ -81,3 +81,51 @@ def test_any_lines_parse_or_raise_invalid_input(
     path = tmp_path / "fuzz.ndjson"
     path.write_bytes(b'{"a": 1}\n{"b": 2}\n' + "\n".join(lines).encode() + noise)
     parses_or_refuses(path, LIMITS)
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _JSON_VALUES, min_size=1, max_size=5), st.data())
+def test_the_fast_reader_flattens_every_line_as_the_exact_decoder_does(
+    record: dict[str, object], data: st.DataObject
+) -> None:
+    import json
+
+    from canarino.sources import ndjson
+
+    line = json.dumps(record, ensure_ascii=data.draw(st.booleans()))
+    # Numbers written in forms Python does not produce: exponents, trailing zeros, -0.
+    for written in data.draw(st.lists(st.sampled_from(["1E5", "2.50", "-0", "-0.0", "1e-7"]))):
+        line = line[:-1] + f', "n{len(line)}": {written}}}'
+    exact = ndjson._DECODER.decode(line)
+    assert ndjson._flat(ndjson._loads(line), 8) == ndjson._flat(exact, 8)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"a": NaN}', '{"a": 1', '{"a": "\\ud800"}', '{"big": 123456789012345678901234567890}'],
+)
+def test_lines_the_fast_reader_refuses_are_read_as_before(line: str) -> None:
+    from canarino.sources import ndjson
+
+    try:
+        expected: object = ndjson._flat(ndjson._DECODER.decode(line), 8)
+    except ValueError as exc:
+        expected = type(exc)
+    try:
+        got: object = ndjson._flat(ndjson._loads(line), 8)
+    except ValueError as exc:
+        got = type(exc)
+    assert got == expected
