@@ -86,3 +86,12 @@ def test_an_empty_column_gives_no_digests() -> None:
         ps.digest_array("phone", pa.array(["+39347", "+39347"], pa.string()))[1],
         np.frombuffer(ps.digest("phone", "+39347"), dtype=np.uint8),
     )
+
+
+def test_hashed_columns_do_not_stay_in_the_session() -> None:
+    hasher = ColumnHasher.start(b"\x36" * 64, b"\x5c" * 64)
+    assert hasher is not None
+    for n in range(5):
+        hasher.digests(b"email\x1f", pa.array([f"p{n}-{i}@x.it".encode() for i in range(99)]))
+    assert not hasher._ctx.table_exist(columnhash._TABLE)
+    assert hasher._ctx.catalog().schema().names() == set()

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 # The process that made a hasher; a forked child inherits the value and so knows.
 _MADE_IN: int | None = None
+_TABLE = "column_to_hash"
 
 
 class ColumnHasher:
@@ -68,8 +69,13 @@ class ColumnHasher:
         import pyarrow.compute as pc
 
         joined = pc.binary_join_element_wise(pa.scalar(prefix), messages, pa.scalar(b""))
-        frame = self._ctx.from_arrow(pa.table({"m": joined}))
-        table = frame.select(self._expr.alias("d")).to_arrow_table()
+        # from_arrow registers the column as a table of the session: without taking it
+        # off again, every column hashed would stay in memory for the process's life.
+        frame = self._ctx.from_arrow(pa.table({"m": joined}), name=_TABLE)
+        try:
+            table = frame.select(self._expr.alias("d")).to_arrow_table()
+        finally:
+            self._ctx.deregister_table(_TABLE)
         out = table.column(0).combine_chunks().cast(pa.binary())
         n = len(out)
         offsets = np.frombuffer(out.buffers()[1], dtype=np.int32)[out.offset : out.offset + n + 1]
