@@ -427,7 +427,7 @@ class _PssSampler:
 
     The trace's worker processes share the index and libraries with it since the fork;
     PSS counts each shared page once, split among the processes using it, so the sum is
-    the memory the trace as a whole holds. Sampled every 0.25 s.
+    the memory the trace as a whole holds. Sampled every 0.5 s.
     """
 
     def __init__(self) -> None:
@@ -449,14 +449,27 @@ class _PssSampler:
         import psutil
 
         me = psutil.Process()
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(0.5):
             total = 0
             for proc in [me, *me.children(recursive=True)]:
-                try:
-                    total += proc.memory_full_info().pss
-                except (psutil.Error, AttributeError):
-                    continue
+                total += _pss(proc.pid)
             self.peak = max(self.peak, total)
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of process ``pid`` in bytes (0 once it has gone).
+
+    ``smaps_rollup`` is the kernel's own sum: reading it costs a fraction of walking
+    ``smaps``, so sampling does not slow the trace it measures.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fp:
+            for line in fp:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
 
 
 def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str, Any]:

@@ -188,22 +188,36 @@ class PhoneCandidates:
             _prefixed(digits, fast & plus, "+", 0),
             _prefixed(digits, fast & zeros, "+", 2),
         ]
-        for region in self._regions:
-            national = digits
-            if region.trunk_prefix:
-                trunk = _mask(pc.starts_with(digits, region.trunk_prefix))
-                cut = pc.utf8_slice_codeunits(digits, len(region.trunk_prefix))
-                national = pc.if_else(pa.array(trunk), cut, digits)
-            ok = rest.copy()
-            if region.lengths:
-                size = pc.fill_null(pc.binary_length(national), 0).to_numpy(zero_copy_only=False)
-                ok &= np.isin(size, sorted(region.lengths))
-            parts.append(_prefixed(national, ok, f"+{region.code}", 0))
-        if self._codes:
-            coded = np.zeros(len(values), dtype=bool)
-            for code in self._codes:
-                coded |= _mask(pc.starts_with(digits, code))
-            parts.append(_prefixed(digits, rest & coded & (width >= 10), "+", 0))
+        # National forms: only those rows, taken once, and each trunk prefix cut once
+        # for all the countries that share it.
+        rest_pos = np.flatnonzero(rest).astype(np.int64)
+        if rest_pos.size:
+            local = digits.take(pa.array(rest_pos, pa.int64()))
+            local_width = width[rest_pos]
+            cut: dict[str, tuple[pa.Array, npt.NDArray[np.int64]]] = {"": (local, local_width)}
+            for region in self._regions:
+                trunk = region.trunk_prefix
+                if trunk not in cut:
+                    has = _mask(pc.starts_with(local, trunk))
+                    sliced = pc.utf8_slice_codeunits(local, len(trunk))
+                    cut[trunk] = (
+                        pc.if_else(pa.array(has), sliced, local),
+                        local_width - np.where(has, len(trunk), 0),
+                    )
+                national, size = cut[trunk]
+                ok = (
+                    np.isin(size, sorted(region.lengths))
+                    if region.lengths
+                    else np.ones(size.size, dtype=bool)
+                )
+                pos, forms = _prefixed(national, ok, f"+{region.code}", 0)
+                parts.append((rest_pos[pos], forms))
+            if self._codes:
+                coded = np.zeros(rest_pos.size, dtype=bool)
+                for code in self._codes:
+                    coded |= _mask(pc.starts_with(local, code))
+                pos, forms = _prefixed(local, coded & (local_width >= 10), "+", 0)
+                parts.append((rest_pos[pos], forms))
         slow_pos = np.flatnonzero(
             pc.and_(present, pc.invert(ascii_)).to_numpy(zero_copy_only=False)
         )
