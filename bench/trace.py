@@ -423,16 +423,18 @@ def step_share(ws_dir: str, out_path: str) -> dict[str, Any]:
 
 
 class _PssSampler:
-    """The largest sum of proportional set sizes (PSS) of this process and its children.
+    """The largest sum of proportional set sizes (PSS) of process ``pid`` and its children.
 
     The trace's worker processes share the index and libraries with it since the fork;
     PSS counts each shared page once, split among the processes using it, so the sum is
-    the memory the trace as a whole holds. Sampled every 0.5 s.
+    the memory the trace as a whole holds. Sampled every 0.5 s from the benchmark's own
+    process, so reading the kernel's figures costs the measured process nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int) -> None:
         import threading
 
+        self.pid = pid
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -448,12 +450,13 @@ class _PssSampler:
     def _run(self) -> None:
         import psutil
 
-        me = psutil.Process()
         while not self._stop.wait(0.5):
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
-                total += _pss(proc.pid)
-            self.peak = max(self.peak, total)
+            try:
+                step = psutil.Process(self.pid)
+                family = [step, *step.children(recursive=True)]
+            except psutil.Error:
+                continue
+            self.peak = max(self.peak, sum(_pss(proc.pid) for proc in family))
 
 
 def _pss(pid: int) -> int:
@@ -484,15 +487,14 @@ def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str,
     load_before = os.getloadavg()[0]
     cpu = time.process_time() + _children_cpu()
     started = time.perf_counter()
-    with _PssSampler() as pss:
-        if profile_path:
-            import cProfile
+    if profile_path:
+        import cProfile
 
-            profiler = cProfile.Profile()
-            report = profiler.runcall(run_trace, ws, Path(dump_path))
-            profiler.dump_stats(profile_path)
-        else:
-            report = run_trace(ws, Path(dump_path))
+        profiler = cProfile.Profile()
+        report = profiler.runcall(run_trace, ws, Path(dump_path))
+        profiler.dump_stats(profile_path)
+    else:
+        report = run_trace(ws, Path(dump_path))
     seconds = time.perf_counter() - started
     cpu = time.process_time() + _children_cpu() - cpu
     ws.close()
@@ -501,7 +503,6 @@ def step_trace(ws_dir: str, dump_path: str, profile_path: str = "") -> dict[str,
         "cpu_seconds": cpu,
         "load_average": [load_before, os.getloadavg()[0]],
         "rss_before_bytes": rss_before,
-        "peak_pss_total_bytes": pss.peak,
         "rows_read": report.rows_read,
         "size_bytes": report.size_bytes,
         "customers_matched": report.customers_matched,
@@ -608,13 +609,16 @@ def run_step(name: str, *args: str) -> dict[str, Any]:
     proc = ctx.Process(target=_child_main, args=(child, name, args))
     proc.start()
     child.close()
-    try:
-        status, payload = parent.recv()
-    except EOFError:
-        status, payload = "error", f"the {name} process died (exit code {proc.exitcode})"
+    assert proc.pid is not None
+    with _PssSampler(proc.pid) as pss:
+        try:
+            status, payload = parent.recv()
+        except EOFError:
+            status, payload = "error", f"the {name} process died (exit code {proc.exitcode})"
     proc.join()
     if status != "ok":
         raise SystemExit(f"step {name} failed:\n{payload}")
+    payload["peak_pss_total_bytes"] = pss.peak
     return payload
 
 
@@ -1063,7 +1067,7 @@ def show(results: dict[str, Any]) -> None:
     check = results["check"]
     console.print(
         f"trace RSS before run_trace: {tr['rss_before_bytes'] / MIB:,.0f} MiB; "
-        f"peak under 1 GiB (every process, and all together): "
+        f"CSV trace's peak under 1 GiB (every process, and all together): "
         f"{'yes' if tr['under_1gb'] else 'NO'}; "
         f"DuckDB ran on {results['machine']['duckdb_threads']} threads; "
         f"load average at the end {results['machine']['load_average_at_end']:.1f}; "
