@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, select, text
@@ -155,3 +156,20 @@ def test_one_thread_computes_a_key_while_the_others_wait(tmp_path: Path) -> None
         assert calls == [1]
     finally:
         db.close()
+
+
+def test_a_database_behind_this_version_is_refused_until_init_upgrades_it(
+    tmp_path: Path,
+) -> None:
+    from canarino.errors import WorkspaceError
+    from canarino.store import check_schema, head_revision
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    _migrate(engine, "upgrade", "0008")
+    with pytest.raises(WorkspaceError) as refused:
+        check_schema(engine)
+    assert "revision 0008" in str(refused.value) and head_revision() in str(refused.value)
+    assert "canarino init" in (refused.value.hint or "")
+    upgrade(engine)
+    check_schema(engine)
+    engine.dispose()

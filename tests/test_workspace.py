@@ -32,6 +32,30 @@ def test_init_twice_keeps_the_secret(tmp_path: Path) -> None:
     assert (tmp_path / "secret.key").read_text() == first
 
 
+def test_init_on_an_old_workspace_upgrades_it_and_keeps_its_settings(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from canarino.store import _alembic_config, make_engine
+
+    init_workspace(tmp_path, mail_domains=["a.it"], phone_ranges=["+39347555"]).close()
+    engine = make_engine(f"sqlite:///{tmp_path / 'canarino.db'}")
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+    with pytest.raises(WorkspaceError, match="revision 0008"):
+        open_workspace(tmp_path)
+    ws = init_workspace(tmp_path, mail_domains=[], phone_ranges=[])
+    assert ws.settings.mail_domains == ["a.it"] and ws.settings.phone_ranges == ["+39347555"]
+    ws.close()
+    reopened = open_workspace(tmp_path)
+    with reopened.db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM trace_customers")).scalar() == 0
+    reopened.close()
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("domains", "ranges", "message"),
     [

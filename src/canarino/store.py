@@ -7,11 +7,13 @@ import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,11 +63,31 @@ def upgrade(engine: Engine) -> None:
 
 
 def check_schema(engine: Engine) -> None:
-    """Refuse a database that was never initialised."""
+    """Refuse a database that was never initialised, or whose schema is not this version's."""
     if not inspect(engine).has_table("alembic_version"):
         raise WorkspaceError(
             "the database has no canarino schema", hint="run 'canarino init' on this workspace"
         )
+    with engine.connect() as conn:
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    head = head_revision()
+    if current != head:
+        raise WorkspaceError(
+            f"the database schema is at revision {current}; this version of canarino "
+            f"needs revision {head}",
+            hint="back up the database, then run 'canarino init' on this workspace to "
+            "bring its schema up to date",
+        )
+
+
+@cache
+def head_revision() -> str:
+    """The newest migration this version of canarino ships."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
 
 
 @dataclass

@@ -103,14 +103,15 @@ def init_workspace(
 ) -> Workspace:
     """Create a workspace: config file, secret (mode 0600) and an up-to-date database.
 
-    Running it again on an existing workspace only upgrades the database schema.
+    Running it again on an existing workspace only upgrades the database schema (the
+    settings file is kept as it is, so the domains and ranges may be left out).
     """
     domains = [check_domain(d) for d in mail_domains]
     ranges = [check_phone_range(r) for r in phone_ranges]
-    if not domains:
+    config = path / CONFIG_FILE
+    if not domains and not config.exists():
         raise InvalidInput("at least one --mail-domain is needed for canary addresses")
     path.mkdir(parents=True, exist_ok=True)
-    config = path / CONFIG_FILE
     if not config.exists():
         sender = company_email or f"privacy@{domains[0]}"
         config.write_text(
