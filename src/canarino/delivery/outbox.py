@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
@@ -29,6 +30,8 @@ from ..workspace import Workspace
 
 if TYPE_CHECKING:
     from .routing import _Scheduler
+
+log = logging.getLogger(__name__)
 
 NOTICE_CONTEXT = "notice"
 EMAIL, LETTER, NONE = "email", "letter", "none"
@@ -289,3 +292,26 @@ class _Run:
                 .where(m.Notice.id == notice_id)
                 .values(updated_at=datetime.now(UTC), **values)
             )
+
+    def _in_doubt(self, conn: Connection, notice_id: int, reason: str, problem: str) -> None:
+        """Leave the notice 'sending', its lease ended: in doubt, never resent blindly."""
+        self._update(conn, notice_id, lease_until=datetime.now(UTC), last_error=reason)
+        log.warning("notice %d: %s", notice_id, reason)
+        self._settle("in_doubt", problem)
+
+    def _requeue(self, conn: Connection, notice_id: int, reason: str, **values: Any) -> None:
+        """Put the notice back in the queue, free for any run (``values``: more columns)."""
+        self._update(
+            conn,
+            notice_id,
+            state=QUEUED,
+            lease_until=None,
+            lease_owner=None,
+            last_error=reason,
+            **values,
+        )
+
+
+def retry_delay(backoff: float, attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: doubling from ``backoff``, with jitter."""
+    return backoff * 2 ** (attempts - 1) * (1 + secrets.randbelow(250) / 1000)

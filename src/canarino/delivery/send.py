@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import secrets
 import ssl
 import threading
 import time
@@ -35,6 +34,7 @@ from .outbox import (
     SendReport,
     _Run,
     opening_report,
+    retry_delay,
 )
 from .routing import _Scheduler
 from .sms import _queue_sms
@@ -404,21 +404,11 @@ class _SendRun(_Run):
             self.journal.sent(notice_id)
             self._settle("sent")
         elif outcome.kind == "uncertain":
-            # Left 'sending' with its lease ended now: listed in doubt, never resent blindly.
-            self._update(conn, notice_id, lease_until=datetime.now(UTC), last_error=outcome.reply)
-            log.warning("notice %d: %s", notice_id, outcome.reply)
-            self._settle("in_doubt", "connection lost during DATA: delivery uncertain")
+            problem = "connection lost during DATA: delivery uncertain"
+            self._in_doubt(conn, notice_id, outcome.reply, problem)
         elif outcome.kind == "not_sent":
             # Not an attempt at the recipient: give the attempt back and queue it again.
-            self._update(
-                conn,
-                notice_id,
-                state=QUEUED,
-                attempts=attempts - 1,
-                lease_until=None,
-                lease_owner=None,
-                last_error=outcome.reply,
-            )
+            self._requeue(conn, notice_id, outcome.reply, attempts=attempts - 1)
             self.scheduler.retry(notice_id, route, 0.0, slow_down=False)
         else:
             self._refused(conn, notice_id, route, attempts, outcome)
@@ -431,13 +421,11 @@ class _SendRun(_Run):
         status = " ".join(error.split()[:2])
         temporary = 400 <= code < 500
         if temporary and attempts < p.max_attempts:
-            self._update(
-                conn, notice_id, state=QUEUED, lease_until=None, lease_owner=None, last_error=error
-            )
+            self._requeue(conn, notice_id, error)
             if p.retry_backoff is None:
                 self._settle("retry_later", f"temporary refusal {status}: left for a later run")
                 return
-            delay = p.retry_backoff * 2 ** (attempts - 1) * (1 + secrets.randbelow(250) / 1000)
+            delay = retry_delay(p.retry_backoff, attempts)
             self._count("retried", f"temporary refusal {status}: retried")
             log.info("notice %d: %s; retrying in %.1f s", notice_id, error, delay)
             self.scheduler.retry(notice_id, route, delay, slow_down=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -58,6 +57,7 @@ from .outbox import (
     _scrub,
     _spec_context,
     opening_report,
+    retry_delay,
 )
 from .routing import _Scheduler
 
@@ -388,36 +388,18 @@ class _SmsRun(_Run):
                     )
             self._settle("sent")
         elif result.kind == "uncertain":
-            # Left 'sending' with its lease ended now: listed in doubt, never resent blindly.
-            self._update(conn, notice_id, lease_until=datetime.now(UTC), last_error=result.reason)
-            log.warning("text message %d: %s", notice_id, result.reason)
-            self._settle("in_doubt", "no answer from the SMS provider: delivery uncertain")
+            problem = "no answer from the SMS provider: delivery uncertain"
+            self._in_doubt(conn, notice_id, result.reason, problem)
         elif result.kind == "not_sent":
-            self._update(
-                conn,
-                notice_id,
-                state=QUEUED,
-                attempts=attempts - 1,
-                lease_until=None,
-                lease_owner=None,
-                last_error=result.reason,
-            )
+            self._requeue(conn, notice_id, result.reason, attempts=attempts - 1)
             self._settle("retry_later", result.reason)
         elif result.kind == "retry" and attempts < self.max_attempts:
-            self._update(
-                conn,
-                notice_id,
-                state=QUEUED,
-                lease_until=None,
-                lease_owner=None,
-                last_error=result.reason,
-            )
+            self._requeue(conn, notice_id, result.reason)
             status = f"provider answered {result.code}"
             if self.retry_backoff is None:
                 self._settle("retry_later", f"{status}: left for a later run")
                 return
-            delay = self.retry_backoff * 2 ** (attempts - 1) * (1 + secrets.randbelow(250) / 1000)
-            delay = max(delay, result.retry_after or 0.0)
+            delay = max(retry_delay(self.retry_backoff, attempts), result.retry_after or 0.0)
             self._count("retried", f"{status}: retried")
             self.scheduler.retry(notice_id, route, delay, slow_down=result.code == 429)
         else:
