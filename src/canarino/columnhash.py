@@ -22,6 +22,7 @@ import os
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # The process that made a hasher; a forked child inherits the value and so knows.
 _MADE_IN: int | None = None
@@ -66,8 +67,6 @@ class ColumnHasher:
         """The ``(n, 32)`` HMACs of ``prefix`` + each binary message."""
         if not len(messages):
             return np.zeros((0, 32), dtype=np.uint8)
-        import pyarrow.compute as pc
-
         joined = pc.binary_join_element_wise(pa.scalar(prefix), messages, pa.scalar(b""))
         # from_arrow registers the column as a table of the session: without taking it
         # off again, every column hashed would stay in memory for the process's life.
